@@ -1,0 +1,223 @@
+//! `cargo bench`: full-size ViT-B/32 on burn's CPU backend next to PyTorch (transformers) on
+//! the same machine, in the same run. Medians over 10 runs after 3 warm-ups.
+//!
+//! Weights: `FIELDCLIP_VITB32_WEIGHTS` (the oracle's random ViT-B/32) or, when unset, random
+//! weights of the same shapes made here (speed does not depend on the values).
+//! PyTorch: the Python in `FIELDCLIP_TORCH_PYTHON` (default: the oracle venv,
+//! `~/.cache/fieldclip-oracle-venv/bin/python`) runs `benches/torch_reference.py`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use fieldclip::clip::read;
+use fieldclip::model::block::BlockWeights;
+use fieldclip::model::{Clip, ClipConfig, ClipWeights, TextWeights, VisionWeights};
+use fieldclip::preprocess::{Pipeline, PreprocessConfig};
+use fieldclip::tokenizer::ClipTokenizer;
+use fieldclip::weights::WeightsInfo;
+use fieldclip::ClipModel;
+
+const PROMPTS: [&str; 30] = [
+    "a photo of a sunflower, a type of plant.", "a photo of a clownfish, a type of marine animal.",
+    "a photo of an astronaut.", "a photo of a cat.", "a photo of a cup of coffee.", "a photo of a rocket.",
+    "a black and white photo of a man with a camera.", "a microscope image of stained tissue.", "a logo.",
+    "a photo of Quercus robur, a type of tree.", "a photo of the moon.",
+    "a photo of a sea anemone, a type of marine animal.", "a photo of a dog.", "a photo of a bird.",
+    "a photo of a horse.", "a photo of a car.", "a photo of a house.", "a photo of a flower.", "a photo of a tree.",
+    "a photo of a fish.", "a photo of a mushroom.", "a photo of a butterfly.", "a photo of a frog.",
+    "a photo of a snake.", "a photo of a beetle.", "a photo of a fern.", "a photo of a moss.",
+    "a photo of a lichen.", "a photo of a jellyfish.", "a photo of a starfish.",
+];
+const IMAGES: [&str; 8] =
+    ["astronaut", "rocket", "coffee", "chelsea", "camera_gray", "logo_rgba", "coffee_alpha", "astronaut_wide"];
+
+fn data(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+}
+
+fn median_ms(mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let mut t: Vec<f64> = (0..10)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[4] + t[5]) / 2.0
+}
+
+/// A small deterministic generator: values ~ U(−0.05, 0.05).
+struct Random(u64);
+impl Random {
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect()
+    }
+    fn ones(&mut self, n: usize) -> Vec<f32> {
+        vec![1.0; n]
+    }
+}
+
+fn random_vitb32() -> (ClipWeights, ClipConfig) {
+    let shapes = {
+        let mut m = std::collections::HashMap::new();
+        m.insert("vision_model.embeddings.patch_embedding.weight".to_string(), vec![768, 3, 32, 32]);
+        m.insert("vision_model.embeddings.position_embedding.weight".to_string(), vec![50, 768]);
+        m.insert("text_model.embeddings.token_embedding.weight".to_string(), vec![49408, 512]);
+        m.insert("text_model.embeddings.position_embedding.weight".to_string(), vec![77, 512]);
+        m.insert("text_projection.weight".to_string(), vec![512, 512]);
+        for (t, w) in [("vision_model", 768), ("text_model", 512)] {
+            for i in 0..12 {
+                m.insert(format!("{t}.encoder.layers.{i}.self_attn.q_proj.weight"), vec![w, w]);
+                m.insert(format!("{t}.encoder.layers.{i}.mlp.fc1.weight"), vec![4 * w, w]);
+            }
+        }
+        m
+    };
+    let config = fieldclip::weights::architecture(&shapes, None).unwrap().1;
+    let mut r = Random(42);
+    let mut block = |w: usize| BlockWeights {
+        ln_1: (r.ones(w), r.vec(w)),
+        qkv_weight: r.vec(3 * w * w),
+        qkv_bias: r.vec(3 * w),
+        out_weight: r.vec(w * w),
+        out_bias: r.vec(w),
+        ln_2: (r.ones(w), r.vec(w)),
+        fc1_weight: r.vec(4 * w * w),
+        fc1_bias: r.vec(4 * w),
+        fc2_weight: r.vec(4 * w * w),
+        fc2_bias: r.vec(w),
+    };
+    let vision_blocks = (0..12).map(|_| block(768)).collect();
+    let text_blocks = (0..12).map(|_| block(512)).collect();
+    let mut r = Random(7);
+    let weights = ClipWeights {
+        vision: VisionWeights {
+            patch_embedding: r.vec(768 * 3 * 32 * 32),
+            class_embedding: r.vec(768),
+            position_embedding: r.vec(50 * 768),
+            ln_pre: (r.ones(768), r.vec(768)),
+            blocks: vision_blocks,
+            ln_post: (r.ones(768), r.vec(768)),
+            projection: r.vec(512 * 768),
+        },
+        text: TextWeights {
+            token_embedding: r.vec(49408 * 512),
+            position_embedding: r.vec(77 * 512),
+            blocks: text_blocks,
+            ln_final: (r.ones(512), r.vec(512)),
+            projection: r.vec(512 * 512),
+        },
+        logit_scale: 2.6592,
+    };
+    (weights, config)
+}
+
+fn load_model(device: &Device) -> (ClipModel, Option<String>) {
+    if let Ok(path) = std::env::var("FIELDCLIP_VITB32_WEIGHTS") {
+        let bytes = std::fs::read(&path).expect("read FIELDCLIP_VITB32_WEIGHTS");
+        let config = std::fs::read(data("vitb32/config.json")).unwrap();
+        return (ClipModel::from_bytes(&bytes, Some(&config), device).expect("load weights"), Some(path));
+    }
+    let (weights, config) = random_vitb32();
+    let info = WeightsInfo {
+        name: config.name(),
+        layout: fieldclip::weights::Layout::HuggingFace,
+        dtypes: vec!["F32".into()],
+        parameters: config.parameter_count(),
+        config: config.clone(),
+        config_source: "random weights made by the benchmark".into(),
+    };
+    let model = ClipModel {
+        model: Clip::new(weights, config, device),
+        tokenizer: ClipTokenizer::new().unwrap(),
+        preprocess: PreprocessConfig::openai(224, Pipeline::HuggingFace),
+        info,
+        device: device.clone(),
+    };
+    (model, None)
+}
+
+fn npy(path: &PathBuf) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+fn torch_reference(pixel_paths: &[PathBuf], ids: &[Vec<u32>], weights: Option<&str>) -> Result<serde_json::Value, String> {
+    let python = std::env::var("FIELDCLIP_TORCH_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/fieldclip-oracle-venv/bin/python", std::env::var("HOME").unwrap_or_default())
+    });
+    let request = serde_json::json!({
+        "config": data("vitb32/config.json"),
+        "pixels": pixel_paths,
+        "ids": ids,
+        "weights": weights,
+    });
+    let mut child = Command::new(&python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("{python} failed"));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: only measure in bench mode.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let device = Device::flex();
+    let (model, weights_path) = load_model(&device);
+    let pixel_paths: Vec<PathBuf> = IMAGES.iter().map(|n| data(&format!("tiny/pixels/{n}.npy"))).collect();
+    let pixels: Vec<Vec<f32>> = pixel_paths.iter().map(npy).collect();
+    let tokens = model.tokenize(&PROMPTS).unwrap();
+
+    let ours = [
+        ("image embed, batch 1", median_ms(|| drop(read(model.encode_images(&pixels[..1]).embeds).unwrap()))),
+        ("image embed, batch 8", median_ms(|| drop(read(model.encode_images(&pixels).embeds).unwrap()))),
+        ("30 prompts, cut to longest end-of-text", median_ms(|| drop(read(model.encode_tokens(&tokens).embeds).unwrap()))),
+    ];
+    let padded = median_ms(|| drop(read(model.encode_tokens_padded(&tokens).embeds).unwrap()));
+    let longest = tokens.iter().map(|t| t.eot_index + 1).max().unwrap();
+
+    let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids.clone()).collect();
+    let reference = torch_reference(&pixel_paths, &ids, weights_path.as_deref());
+    println!("\nfieldclip vs PyTorch, full-size ViT-B/32, f32, CPU ({} threads for PyTorch; burn flex backend)", 2);
+    println!("weights: {}", weights_path.as_deref().unwrap_or("random, made by the benchmark"));
+    println!("| | fieldclip (burn flex) | PyTorch (transformers) | ratio |");
+    println!("| --- | --- | --- | --- |");
+    let keys = ["image_b1", "image_b8", "text_30"];
+    for ((name, ms), key) in ours.iter().zip(keys) {
+        match &reference {
+            Ok(r) => {
+                let theirs = r[key].as_f64().unwrap();
+                println!("| {name} | {ms:.1} ms | {theirs:.1} ms | {:.2}× |", ms / theirs);
+            }
+            Err(_) => println!("| {name} | {ms:.1} ms | – | – |"),
+        }
+    }
+    println!("| 30 prompts padded to 77 (PyTorch's input) | {padded:.1} ms | | cut/padded = {:.2}× (longest end-of-text at {longest} tokens) |", ours[2].1 / padded);
+    match reference {
+        Ok(r) => println!("PyTorch {} / transformers {}, same machine, same run", r["torch"], r["transformers"]),
+        Err(e) => println!("PyTorch reference not measured: {e}. Set FIELDCLIP_TORCH_PYTHON to a Python with torch + transformers."),
+    }
+}

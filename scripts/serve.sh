@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up, builds and serves the page on http://127.0.0.1:${PORT:-8000}/
+# Put weights at models/model.safetensors to load them with one click (or pick a file on the page).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build-web.sh "$@"
+PORT="${PORT:-8000}"
+echo "fieldclip: open http://127.0.0.1:$PORT/ (Ctrl-C stops the server)"
+exec python3 -m http.server "$PORT" --bind 127.0.0.1

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing fieldclip needs on Debian, skipping what is already there:
+# the wasm32 target, Debian's chromium + chromium-driver, wasm-pack and the wasm-bindgen CLI
+# matching Cargo.lock (both built from crates.io; nothing prebuilt is downloaded).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+WASM_PACK_VERSION=0.15.1
+if [ "$(wasm-pack --version 2>/dev/null || true)" != "wasm-pack $WASM_PACK_VERSION" ]; then
+  cargo install wasm-pack --version "$WASM_PACK_VERSION"
+fi
+
+# wasm-pack only uses the wasm-bindgen on PATH when it equals Cargo.lock's version.
+BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $BINDGEN_VERSION" ]; then
+  # No --locked: one of its pinned dependencies is missing from the registry mirror.
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every test: native (cargo test), the wasm API in headless Chromium on WebGPU and CPU
+# (wasm-pack test), and the page end to end (node's test runner driving chromedriver).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fieldclip-target}"
+bash scripts/setup.sh
+
+echo "== native tests"
+cargo test
+
+echo "== browser tests (headless Chromium: WebGPU and CPU)"
+WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
+
+echo "== page end to end"
+bash scripts/build-web.sh
+node --test tests/e2e/

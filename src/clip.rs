@@ -1,0 +1,195 @@
+//! The pieces put together: weights → model, tokenizer, preprocessing, and zero-shot
+//! classification (label prompts, prompt ensembling, softmax over labels).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::model::{Clip, TextOutput, VisionOutput};
+use crate::preprocess::{self, Pipeline, PreprocessConfig};
+use crate::tokenizer::{ClipTokenizer, Tokens};
+use crate::weights::{self, Layout, WeightsInfo};
+
+/// A loaded CLIP model with its tokenizer and preprocessing, on one device.
+pub struct ClipModel {
+    pub model: Clip,
+    pub tokenizer: ClipTokenizer,
+    pub preprocess: PreprocessConfig,
+    pub info: WeightsInfo,
+    pub device: Device,
+}
+
+impl ClipModel {
+    /// `weights`: a safetensors file (HF or open_clip layout); `config`: the optional
+    /// `config.json` / `open_clip_config.json` found next to it.
+    pub fn from_bytes(weights: &[u8], config: Option<&[u8]>, device: &Device) -> Result<Self, Error> {
+        let loaded = weights::load(weights, config)?;
+        let info = loaded.info;
+        let pipeline = match info.layout {
+            Layout::HuggingFace => Pipeline::HuggingFace,
+            Layout::OpenClip => Pipeline::OpenClip,
+        };
+        let mut preprocess = PreprocessConfig::openai(info.config.vision.image_size, pipeline);
+        if let Some((mean, std)) = config.and_then(open_clip_normalisation) {
+            preprocess.mean = mean;
+            preprocess.std = std;
+        }
+        let tokenizer = ClipTokenizer::with_context_length(info.config.text.context_length)?;
+        let model = Clip::new(loaded.weights, info.config.clone(), device);
+        Ok(Self { model, tokenizer, preprocess, info, device: device.clone() })
+    }
+
+    /// `exp(logit_scale)`, the factor between cosine similarity and logits.
+    pub fn logit_scale_exp(&self) -> f32 {
+        self.model.logit_scale.exp()
+    }
+
+    /// Decodes and preprocesses an image file's bytes for this model.
+    pub fn pixels(&self, image_bytes: &[u8]) -> Result<Vec<f32>, Error> {
+        Ok(preprocess::preprocess(image_bytes, &self.preprocess)?)
+    }
+
+    /// Runs the vision tower on preprocessed images (each `3·S·S`).
+    pub fn encode_images(&self, pixels: &[Vec<f32>]) -> VisionOutput {
+        let s = self.preprocess.image_size;
+        let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
+        let input = Tensor::<4>::from_data(TensorData::new(flat, [pixels.len(), 3, s, s]), &self.device);
+        self.model.vision.forward(input)
+    }
+
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, Error> {
+        Ok(self.tokenizer.encode_batch(texts)?)
+    }
+
+    /// Runs the text tower. The batch is cut to its longest end-of-text token instead of the
+    /// padded context (exact: attention is causal and each row is pooled at its end-of-text).
+    pub fn encode_tokens(&self, tokens: &[Tokens]) -> TextOutput {
+        let len = tokens.iter().map(|t| t.eot_index + 1).max().unwrap_or(1);
+        let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids[..len].to_vec()).collect();
+        let eot: Vec<usize> = tokens.iter().map(|t| t.eot_index).collect();
+        self.model.text.forward(&ids, &eot)
+    }
+
+    /// Like `encode_tokens` but always over the full padded context (for measuring the gain).
+    pub fn encode_tokens_padded(&self, tokens: &[Tokens]) -> TextOutput {
+        let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids.clone()).collect();
+        let eot: Vec<usize> = tokens.iter().map(|t| t.eot_index).collect();
+        self.model.text.forward(&ids, &eot)
+    }
+}
+
+/// `preprocess_cfg.mean/std` of an open_clip config, where given.
+fn open_clip_normalisation(config: &[u8]) -> Option<([f32; 3], [f32; 3])> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let triple = |key: &str| -> Option<[f32; 3]> {
+        let a = v.get("preprocess_cfg")?.get(key)?.as_array()?;
+        Some([a.first()?.as_f64()? as f32, a.get(1)?.as_f64()? as f32, a.get(2)?.as_f64()? as f32])
+    };
+    Some((triple("mean")?, triple("std")?))
+}
+
+/// A prompt template such as `a photo of a {}.`; `{}` is replaced by the label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Template(String);
+
+impl Template {
+    pub fn new(text: &str) -> Result<Self, Error> {
+        if text.contains("{}") {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(Error::TemplateWithoutPlaceholder(text.to_string()))
+        }
+    }
+
+    pub fn apply(&self, label: &str) -> String {
+        self.0.replace("{}", label)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks a label list and templates and returns the prompts, label-major
+/// (`labels[0]` with every template, then `labels[1]`, …).
+pub fn label_prompts(labels: &[String], templates: &[Template]) -> Result<Vec<String>, Error> {
+    let labels: Vec<&String> = labels.iter().filter(|l| !l.trim().is_empty()).collect();
+    if labels.is_empty() {
+        return Err(Error::NoLabels);
+    }
+    if templates.is_empty() {
+        return Err(Error::NoTemplates);
+    }
+    Ok(labels.iter().flat_map(|l| templates.iter().map(move |t| t.apply(l.trim()))).collect())
+}
+
+/// Scales each row of a row-major `[rows, dim]` matrix to unit length.
+pub fn normalize_rows(data: &mut [f32], dim: usize) {
+    for row in data.chunks_exact_mut(dim) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+}
+
+/// CLIP's prompt ensembling: the normalised prompt embeddings of each label averaged and
+/// normalised again. `prompt_embeds` is `[labels·templates, dim]`, label-major.
+pub fn ensemble_labels(prompt_embeds: &[f32], dim: usize, templates: usize) -> Vec<f32> {
+    let mut normalized = prompt_embeds.to_vec();
+    normalize_rows(&mut normalized, dim);
+    let mut out: Vec<f32> = normalized
+        .chunks_exact(dim * templates)
+        .flat_map(|group| {
+            (0..dim).map(move |d| group.chunks_exact(dim).map(|row| row[d]).sum::<f32>() / templates as f32)
+        })
+        .collect();
+    normalize_rows(&mut out, dim);
+    out
+}
+
+/// One label's score for one image.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Prediction {
+    pub label: String,
+    pub probability: f32,
+    pub logit: f32,
+}
+
+/// Logits `scale · cos` and softmax probabilities of one image against every label, best
+/// first. Both embeddings must already be L2-normalised.
+pub fn classify(image_embed: &[f32], label_embeds: &[f32], labels: &[String], scale: f32) -> Vec<Prediction> {
+    let dim = image_embed.len();
+    let logits: Vec<f32> = label_embeds
+        .chunks_exact(dim)
+        .map(|l| scale * l.iter().zip(image_embed).map(|(a, b)| a * b).sum::<f32>())
+        .collect();
+    let probs = softmax(&logits);
+    let mut out: Vec<Prediction> = labels
+        .iter()
+        .zip(logits.iter().zip(probs))
+        .map(|(label, (&logit, probability))| Prediction { label: label.clone(), probability, logit })
+        .collect();
+    // Stable sort: equal scores keep the label list's order.
+    out.sort_by(|a, b| b.logit.total_cmp(&a.logit));
+    out
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Reads a tensor back to the host (native; on wasm use `read_async`, a synchronous read
+/// panics on WebGPU).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
+    tensor.into_data().to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+pub async fn read_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
+    let data = tensor.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}

@@ -1,0 +1,142 @@
+//! The pre-LayerNorm transformer block shared by both CLIP towers:
+//! `h += attn(ln_1(h)); h += mlp(ln_2(h))`.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::{Activation, TransformerConfig};
+
+/// A dense layer given as `y = x W + b` with `W` stored `[in, out]` (row-major, contiguous).
+pub fn linear_from(weight_in_out: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+    Linear { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor) }
+}
+
+pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
+    let mut norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&gamma.device());
+    norm.gamma = Param::from_tensor(gamma);
+    norm.beta = Some(Param::from_tensor(beta));
+    norm
+}
+
+/// Host-side parameters of one block, in the checkpoint's PyTorch orientation
+/// (Linear weights `[out, in]`, q/k/v fused as `[3·width, width]` in that order).
+#[derive(Debug, Clone)]
+pub struct BlockWeights {
+    pub ln_1: (Vec<f32>, Vec<f32>),
+    pub qkv_weight: Vec<f32>,
+    pub qkv_bias: Vec<f32>,
+    pub out_weight: Vec<f32>,
+    pub out_bias: Vec<f32>,
+    pub ln_2: (Vec<f32>, Vec<f32>),
+    pub fc1_weight: Vec<f32>,
+    pub fc1_bias: Vec<f32>,
+    pub fc2_weight: Vec<f32>,
+    pub fc2_bias: Vec<f32>,
+}
+
+/// Transposes a row-major `[rows, cols]` matrix so it can be used as `x W`.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+pub fn tensor1(data: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = data.len();
+    Tensor::from_data(TensorData::new(data, [n]), device)
+}
+
+pub fn tensor2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// `[out, in]` PyTorch weight → burn `Linear` computing `x Wᵀ + b`.
+pub fn linear_from_torch(weight: &[f32], bias: Vec<f32>, device: &Device) -> Linear {
+    let out = bias.len();
+    let inp = weight.len() / out;
+    linear_from(tensor2(transpose(weight, out, inp), [inp, out], device), Some(tensor1(bias, device)))
+}
+
+#[derive(Debug)]
+pub struct ResidualAttentionBlock {
+    ln_1: LayerNorm,
+    /// q, k and v in one matmul: `[width, 3·width]`.
+    qkv: Linear,
+    out_proj: Linear,
+    ln_2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+    activation: Activation,
+}
+
+impl ResidualAttentionBlock {
+    pub fn new(w: BlockWeights, config: &TransformerConfig, device: &Device) -> Self {
+        let eps = config.layer_norm_eps;
+        let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
+        Self {
+            ln_1: norm(w.ln_1),
+            qkv: linear_from_torch(&w.qkv_weight, w.qkv_bias, device),
+            out_proj: linear_from_torch(&w.out_weight, w.out_bias, device),
+            ln_2: norm(w.ln_2),
+            fc1: linear_from_torch(&w.fc1_weight, w.fc1_bias, device),
+            fc2: linear_from_torch(&w.fc2_weight, w.fc2_bias, device),
+            heads: config.heads,
+            activation: config.activation,
+        }
+    }
+
+    /// `x`: `[batch, tokens, width]`. `causal` masks attention to later tokens (text tower).
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.attention(self.ln_1.forward(x), causal);
+        let h = self.fc1.forward(self.ln_2.forward(x.clone()));
+        let h = match self.activation {
+            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
+            Activation::Gelu => gelu(h),
+        };
+        x + self.fc2.forward(h)
+    }
+
+    fn attention(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [batch, tokens, width] = x.dims();
+        let head_dim = width / self.heads;
+        // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim]
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([batch, tokens, 3, self.heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, self.heads, tokens, head_dim]);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let context = attention(part(0), part(1), part(2), None, None, options);
+        let context = context.swap_dims(1, 2).reshape([batch, tokens, width]);
+        self.out_proj.forward(context)
+    }
+}
+
+/// A stack of blocks.
+#[derive(Debug)]
+pub struct Transformer {
+    blocks: Vec<ResidualAttentionBlock>,
+}
+
+impl Transformer {
+    pub fn new(blocks: Vec<BlockWeights>, config: &TransformerConfig, device: &Device) -> Self {
+        Self { blocks: blocks.into_iter().map(|b| ResidualAttentionBlock::new(b, config, device)).collect() }
+    }
+
+    pub fn forward(&self, mut x: Tensor<3>, causal: bool) -> Tensor<3> {
+        for block in &self.blocks {
+            x = block.forward(x, causal);
+        }
+        x
+    }
+}

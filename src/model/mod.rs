@@ -1,0 +1,47 @@
+//! CLIP in burn: backend-agnostic (the `Device` picks the backend), no I/O.
+
+pub mod block;
+pub mod config;
+pub mod text;
+pub mod vision;
+
+use burn::tensor::{Device, Tensor};
+
+pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
+pub use text::{TextOutput, TextTransformer, TextWeights};
+pub use vision::{VisionOutput, VisionTransformer, VisionWeights};
+
+/// Both towers and the learned temperature.
+#[derive(Debug)]
+pub struct Clip {
+    pub vision: VisionTransformer,
+    pub text: TextTransformer,
+    /// `logit_scale` as stored (a log); logits use `exp(logit_scale)`.
+    pub logit_scale: f32,
+    pub config: ClipConfig,
+}
+
+/// All parameters of a CLIP model, on the host, in PyTorch orientation.
+#[derive(Debug, Clone)]
+pub struct ClipWeights {
+    pub vision: VisionWeights,
+    pub text: TextWeights,
+    pub logit_scale: f32,
+}
+
+impl Clip {
+    pub fn new(weights: ClipWeights, config: ClipConfig, device: &Device) -> Self {
+        Self {
+            vision: VisionTransformer::new(weights.vision, &config.vision, config.projection_dim, device),
+            text: TextTransformer::new(weights.text, &config.text, config.projection_dim, device),
+            logit_scale: weights.logit_scale,
+            config,
+        }
+    }
+}
+
+/// Divides each row by its L2 norm.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt();
+    x / norm
+}

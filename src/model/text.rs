@@ -1,0 +1,86 @@
+//! CLIP's text tower: token + position embeddings → causal transformer → final LN →
+//! the row of the first end-of-text token → projection.
+
+use burn::module::Param;
+use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::block::{layer_norm_from, linear_from, tensor1, tensor2, transpose, BlockWeights, Transformer};
+use super::config::TextConfig;
+
+/// Host-side text parameters in PyTorch orientation.
+#[derive(Debug, Clone)]
+pub struct TextWeights {
+    /// `[vocab, width]`.
+    pub token_embedding: Vec<f32>,
+    /// `[context_length, width]`.
+    pub position_embedding: Vec<f32>,
+    pub blocks: Vec<BlockWeights>,
+    pub ln_final: (Vec<f32>, Vec<f32>),
+    /// `[projection_dim, width]` (HF orientation).
+    pub projection: Vec<f32>,
+}
+
+#[derive(Debug)]
+pub struct TextTransformer {
+    token_embedding: Embedding,
+    position_embedding: Tensor<2>,
+    transformer: Transformer,
+    ln_final: LayerNorm,
+    projection: Linear,
+    config: TextConfig,
+}
+
+pub struct TextOutput {
+    /// `final_layer_norm` at the end-of-text token, `[batch, width]`.
+    pub pooled: Tensor<2>,
+    /// Projected, not normalised, `[batch, projection_dim]`.
+    pub embeds: Tensor<2>,
+}
+
+impl TextTransformer {
+    pub fn new(w: TextWeights, config: &TextConfig, projection_dim: usize, device: &Device) -> Self {
+        let width = config.transformer.width;
+        Self {
+            token_embedding: Embedding {
+                weight: Param::from_tensor(tensor2(w.token_embedding, [config.vocab_size, width], device)),
+            },
+            position_embedding: tensor2(w.position_embedding, [config.context_length, width], device),
+            transformer: Transformer::new(w.blocks, &config.transformer, device),
+            ln_final: layer_norm_from(
+                tensor1(w.ln_final.0, device),
+                tensor1(w.ln_final.1, device),
+                config.transformer.layer_norm_eps,
+            ),
+            projection: linear_from(
+                tensor2(transpose(&w.projection, projection_dim, width), [width, projection_dim], device),
+                None,
+            ),
+            config: config.clone(),
+        }
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.config.context_length
+    }
+
+    /// `ids`: one row per text, all of the same length `L ≤ context_length` (the caller may cut
+    /// the padded 77 down to the longest end-of-text: exact, since attention is causal and
+    /// nothing after the pooled token can influence it). `eot`: the pooled position per row.
+    pub fn forward(&self, ids: &[Vec<u32>], eot: &[usize]) -> TextOutput {
+        let device = self.position_embedding.device();
+        let batch = ids.len();
+        let len = ids[0].len();
+        let width = self.config.transformer.width;
+        let flat: Vec<i64> = ids.iter().flat_map(|row| row.iter().map(|&t| t as i64)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
+        let positions = self.position_embedding.clone().narrow(0, 0, len).reshape([1, len, width]);
+        let x = self.token_embedding.forward(ids) + positions;
+        let x = self.ln_final.forward(self.transformer.forward(x, true));
+        let rows: Vec<i64> = eot.iter().enumerate().map(|(b, &e)| (b * len + e) as i64).collect();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
+        let pooled = x.reshape([batch * len, width]).select(0, rows);
+        let embeds = self.projection.forward(pooled.clone());
+        TextOutput { pooled, embeds }
+    }
+}

@@ -1,0 +1,267 @@
+//! Image bytes → the normalised `3×S×S` tensor CLIP expects: decode (JPEG, PNG 8/16-bit,
+//! WebP, GIF first frame, BMP), EXIF orientation, gray → RGB, alpha handling, PIL-style
+//! antialiased bicubic resize of the shortest side, center crop, normalisation.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbaImage};
+use serde::Serialize;
+
+/// Images whose header declares more pixels than this are refused before decoding.
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("The file is not an image fieldclip can read (JPEG, PNG, WebP, GIF or BMP).")]
+    UnknownFormat,
+    #[error("The image is {width}×{height} pixels ({megapixels:.0} megapixels); the limit is 50 megapixels. Scale it down first.")]
+    TooLarge { width: u32, height: u32, megapixels: f64 },
+    #[error("The image could not be decoded: {0}.")]
+    Corrupt(String),
+    #[error("The image has no pixels.")]
+    Empty,
+}
+
+/// Which reference pipeline to reproduce. They differ in two details that matter at small sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Pipeline {
+    /// `transformers.CLIPImageProcessor`: alpha composited onto white before resizing, crop
+    /// offset `floor((L − S)/2)`.
+    HuggingFace,
+    /// open_clip's eval transform (torchvision on PIL): RGBA resized premultiplied, then alpha
+    /// dropped; crop offset `round((L − S)/2)`, half to even.
+    OpenClip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreprocessConfig {
+    pub image_size: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub pipeline: Pipeline,
+}
+
+impl PreprocessConfig {
+    pub fn openai(image_size: usize, pipeline: Pipeline) -> Self {
+        Self { image_size, mean: OPENAI_MEAN, std: OPENAI_STD, pipeline }
+    }
+}
+
+/// Decodes an image as the user sees it: EXIF orientation applied. Refuses huge images from
+/// their header alone.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(ImageError::UnknownFormat);
+    }
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    let (width, height) = decoder.dimensions();
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_PIXELS {
+        return Err(ImageError::TooLarge { width, height, megapixels: pixels as f64 / 1e6 });
+    }
+    if pixels == 0 {
+        return Err(ImageError::Empty);
+    }
+    let orientation = decoder.orientation().map_err(map_image_error)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn map_image_error(e: image::ImageError) -> ImageError {
+    match e {
+        image::ImageError::Unsupported(_) => ImageError::UnknownFormat,
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+/// Decodes and preprocesses one image into `3·S·S` floats (channel-major).
+pub fn preprocess(bytes: &[u8], config: &PreprocessConfig) -> Result<Vec<f32>, ImageError> {
+    Ok(preprocess_image(&decode(bytes)?, config))
+}
+
+pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Vec<f32> {
+    let size = config.image_size as u32;
+    let (w, h) = (image.width(), image.height());
+    // Shortest side to `size`, the other scaled and truncated, as both references do.
+    let (new_w, new_h) = if w <= h {
+        (size, ((size as u64 * h as u64) / w as u64).max(1) as u32)
+    } else {
+        (((size as u64 * w as u64) / h as u64).max(1) as u32, size)
+    };
+    let has_alpha = image.color().has_alpha();
+    let rgb: Vec<[u8; 3]> = match (config.pipeline, has_alpha) {
+        (_, false) => {
+            let rgb = image.to_rgb8();
+            let pixels: Vec<[u8; 4]> = rgb.pixels().map(|p| [p[0], p[1], p[2], 255]).collect();
+            resize_rgba(&pixels, w, h, new_w, new_h, 3).into_iter().map(|p| [p[0], p[1], p[2]]).collect()
+        }
+        (Pipeline::HuggingFace, true) => {
+            let pixels: Vec<[u8; 4]> = image.to_rgba8().pixels().map(|p| composite_on_white(p.0)).collect();
+            resize_rgba(&pixels, w, h, new_w, new_h, 3).into_iter().map(|p| [p[0], p[1], p[2]]).collect()
+        }
+        (Pipeline::OpenClip, true) => {
+            let rgba: RgbaImage = image.to_rgba8();
+            let pixels: Vec<[u8; 4]> = rgba.pixels().map(|p| premultiply(p.0)).collect();
+            resize_rgba(&pixels, w, h, new_w, new_h, 4).into_iter().map(unpremultiply).collect()
+        }
+    };
+    let offset = |len: u32| -> u32 {
+        let extra = len - size;
+        match config.pipeline {
+            Pipeline::HuggingFace => extra / 2,
+            // Python's round() of extra/2: half to even.
+            Pipeline::OpenClip => {
+                let half = extra / 2;
+                if extra % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
+            }
+        }
+    };
+    let (left, top) = (offset(new_w), offset(new_h));
+    let s = size as usize;
+    let mut out = vec![0.0f32; 3 * s * s];
+    for y in 0..s {
+        for x in 0..s {
+            let p = rgb[(top as usize + y) * new_w as usize + left as usize + x];
+            for c in 0..3 {
+                out[c * s * s + y * s + x] = (p[c] as f32 / 255.0 - config.mean[c]) / config.std[c];
+            }
+        }
+    }
+    out
+}
+
+/// PIL's `alpha_composite` of a pixel over opaque white, with its integer rounding.
+fn composite_on_white(p: [u8; 4]) -> [u8; 4] {
+    let a = p[3] as u32;
+    let blend = |c: u8| -> u8 {
+        // coef1 = a·128, coef2 = (255 − a)·128 (PIL's PRECISION_BITS = 7), white = 255.
+        let tmp = c as u32 * a * 128 + 255 * (255 - a) * 128 + (0x80 << 7);
+        ((((tmp >> 8) + tmp) >> 8) >> 7) as u8
+    };
+    [blend(p[0]), blend(p[1]), blend(p[2]), 255]
+}
+
+/// PIL's RGBA → RGBa.
+fn premultiply(p: [u8; 4]) -> [u8; 4] {
+    let a = p[3] as u32;
+    let mul = |c: u8| -> u8 {
+        let t = c as u32 * a + 128;
+        ((t + (t >> 8)) >> 8) as u8
+    };
+    [mul(p[0]), mul(p[1]), mul(p[2]), p[3]]
+}
+
+/// PIL's RGBa → RGBA, then the alpha dropped (`convert("RGB")`).
+fn unpremultiply(p: [u8; 4]) -> [u8; 3] {
+    let a = p[3] as u32;
+    if a == 0 || a == 255 {
+        return [p[0], p[1], p[2]];
+    }
+    let div = |c: u8| -> u8 { ((255 * c as u32) / a).min(255) as u8 };
+    [div(p[0]), div(p[1]), div(p[2])]
+}
+
+/// PIL's bicubic kernel (a = −0.5).
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// One output sample's input window and its fixed-point weights, as PIL's `precompute_coeffs`
+/// and `normalize_coeffs_8bpc` compute them (the kernel widens with the downscale factor:
+/// antialiasing).
+struct Coefficients {
+    windows: Vec<(usize, usize)>,
+    weights: Vec<Vec<i32>>,
+}
+
+fn coefficients(in_size: u32, out_size: u32) -> Coefficients {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = 2.0 * filter_scale;
+    let mut windows = Vec::with_capacity(out_size as usize);
+    let mut weights = Vec::with_capacity(out_size as usize);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let k: Vec<f64> = (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) / filter_scale)).collect();
+        let total: f64 = k.iter().sum();
+        let fixed = k
+            .iter()
+            .map(|w| {
+                let v = if total != 0.0 { w / total } else { 0.0 } * (1u64 << PRECISION_BITS) as f64;
+                if v < 0.0 { (v - 0.5) as i32 } else { (v + 0.5) as i32 }
+            })
+            .collect();
+        windows.push((xmin, xmax - xmin));
+        weights.push(fixed);
+    }
+    Coefficients { windows, weights }
+}
+
+fn clip8(v: i64) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Separable resize, horizontal pass first with 8-bit intermediate, like PIL's `ImagingResample`.
+fn resize_rgba(src: &[[u8; 4]], w: u32, h: u32, new_w: u32, new_h: u32, channels: usize) -> Vec<[u8; 4]> {
+    let horizontal = if new_w != w {
+        let c = coefficients(w, new_w);
+        let mut out = vec![[0u8; 4]; (new_w * h) as usize];
+        for y in 0..h as usize {
+            let row = &src[y * w as usize..(y + 1) * w as usize];
+            for (xx, ((start, len), k)) in c.windows.iter().zip(&c.weights).enumerate() {
+                let mut px = [0u8; 4];
+                for ch in 0..channels {
+                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                    for i in 0..*len {
+                        acc += row[start + i][ch] as i64 * k[i] as i64;
+                    }
+                    px[ch] = clip8(acc);
+                }
+                if channels == 3 {
+                    px[3] = 255;
+                }
+                out[y * new_w as usize + xx] = px;
+            }
+        }
+        out
+    } else {
+        src.to_vec()
+    };
+    if new_h == h {
+        return horizontal;
+    }
+    let c = coefficients(h, new_h);
+    let stride = new_w as usize;
+    let mut out = vec![[0u8; 4]; (new_w * new_h) as usize];
+    for (yy, ((start, len), k)) in c.windows.iter().zip(&c.weights).enumerate() {
+        for x in 0..stride {
+            let mut px = [255u8; 4];
+            for ch in 0..channels {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for i in 0..*len {
+                    acc += horizontal[(start + i) * stride + x][ch] as i64 * k[i] as i64;
+                }
+                px[ch] = clip8(acc);
+            }
+            out[yy * stride + x] = px;
+        }
+    }
+    out
+}

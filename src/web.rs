@@ -1,0 +1,203 @@
+//! The browser shell: a thin `#[wasm_bindgen]` layer over `ClipModel`. Everything that reads
+//! tensors back does it asynchronously (a synchronous read panics on WebGPU).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::clip::{classify, ensemble_labels, label_prompts, normalize_rows, read_async, Template};
+use crate::{ClipModel, Error};
+
+thread_local! {
+    /// burn's wgpu runtime can be initialised once per page; later models reuse the device.
+    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// WebGPU through burn's wgpu backend, or why it is not available.
+async fn webgpu_device() -> Result<Device, String> {
+    if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+        return Ok(device);
+    }
+    let device = Device::wgpu_options().init_async().await.map_err(|e| format!("{e}"))?;
+    WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    Ok(device)
+}
+
+/// Picks the backend: `webgpu`, `cpu`, or `auto` (WebGPU when an adapter is there, else CPU).
+/// Returns the device, its name and the reason it was chosen.
+async fn pick_device(backend: &str) -> Result<(Device, &'static str, String), JsError> {
+    match backend {
+        "cpu" => Ok((Device::flex(), "cpu", "CPU was requested".into())),
+        "webgpu" => webgpu_device()
+            .await
+            .map(|d| (d, "webgpu", "WebGPU was requested".into()))
+            .map_err(|e| JsError::new(&format!("WebGPU is not available in this browser: {e}"))),
+        "auto" | "" => match webgpu_device().await {
+            Ok(d) => Ok((d, "webgpu", "a WebGPU adapter is available".into())),
+            Err(e) => Ok((Device::flex(), "cpu", format!("WebGPU is not available ({e}), so the CPU runs the model"))),
+        },
+        other => Err(JsError::new(&format!("Unknown backend `{other}`: use auto, webgpu or cpu."))),
+    }
+}
+
+/// One image's result: the top labels, best first.
+#[derive(Serialize)]
+struct ClassifyResult {
+    predictions: Vec<crate::Prediction>,
+}
+
+/// A CLIP model loaded in the page, with its current label list.
+#[wasm_bindgen]
+pub struct Classifier {
+    model: ClipModel,
+    backend: &'static str,
+    backend_reason: String,
+    labels: Vec<String>,
+    templates: Vec<Template>,
+    /// Normalised, template-averaged label embeddings for `labels`, `[labels, dim]`.
+    label_embeds: Vec<f32>,
+    /// Prompt text → unnormalised prompt embedding, so editing one label re-encodes only it.
+    prompt_cache: HashMap<String, Vec<f32>>,
+}
+
+#[wasm_bindgen]
+impl Classifier {
+    /// Loads a model from the bytes of a safetensors file (and optionally its config file).
+    pub async fn create(weights: Vec<u8>, config: Option<Vec<u8>>, backend: String) -> Result<Classifier, JsError> {
+        let (device, backend, backend_reason) = pick_device(&backend).await?;
+        let model = ClipModel::from_bytes(&weights, config.as_deref(), &device).map_err(js_error)?;
+        Ok(Classifier {
+            model,
+            backend,
+            backend_reason,
+            labels: Vec::new(),
+            templates: Vec::new(),
+            label_embeds: Vec::new(),
+            prompt_cache: HashMap::new(),
+        })
+    }
+
+    /// `webgpu` or `cpu`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.to_string()
+    }
+
+    #[wasm_bindgen(getter, js_name = backendReason)]
+    pub fn backend_reason(&self) -> String {
+        self.backend_reason.clone()
+    }
+
+    /// Architecture, layout, dtypes, parameter count.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        to_js(&self.model.info)
+    }
+
+    #[wasm_bindgen(getter, js_name = logitScale)]
+    pub fn logit_scale(&self) -> f32 {
+        self.model.logit_scale_exp()
+    }
+
+    /// Sets the label list and prompt templates (each with `{}`); only prompts not seen
+    /// before are encoded.
+    #[wasm_bindgen(js_name = setLabels)]
+    pub async fn set_labels(&mut self, labels: Vec<String>, templates: Vec<String>) -> Result<(), JsError> {
+        let templates: Vec<Template> =
+            templates.iter().map(|t| Template::new(t)).collect::<Result<_, _>>().map_err(js_error)?;
+        let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        let prompts = label_prompts(&labels, &templates).map_err(js_error)?;
+        let missing: Vec<String> = prompts.iter().filter(|p| !self.prompt_cache.contains_key(*p)).cloned().collect();
+        if !missing.is_empty() {
+            let embeds = self.encode_texts(&missing).await?;
+            let dim = self.model.info.config.projection_dim;
+            for (prompt, e) in missing.into_iter().zip(embeds.chunks_exact(dim)) {
+                self.prompt_cache.insert(prompt, e.to_vec());
+            }
+        }
+        let stacked: Vec<f32> = prompts.iter().flat_map(|p| self.prompt_cache[p].iter().copied()).collect();
+        self.label_embeds = ensemble_labels(&stacked, self.model.info.config.projection_dim, templates.len());
+        self.labels = labels;
+        self.templates = templates;
+        Ok(())
+    }
+
+    /// How many prompts have been encoded so far (the cache size).
+    #[wasm_bindgen(getter, js_name = encodedPrompts)]
+    pub fn encoded_prompts(&self) -> usize {
+        self.prompt_cache.len()
+    }
+
+    /// Classifies one image file's bytes: `{predictions: [{label, probability, logit}]}`,
+    /// best first, at most `top_k`.
+    pub async fn classify(&self, image: Vec<u8>, top_k: usize) -> Result<JsValue, JsError> {
+        if self.labels.is_empty() {
+            return Err(js_error(Error::NoLabels));
+        }
+        let pixels = self.model.pixels(&image).map_err(js_error)?;
+        let embed = self.embed_pixels_normalized(pixels).await?;
+        let mut predictions = classify(&embed, &self.label_embeds, &self.labels, self.model.logit_scale_exp());
+        predictions.truncate(top_k.max(1));
+        to_js(&ClassifyResult { predictions })
+    }
+
+    /// The L2-normalised embedding of an image file.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub async fn embed_image(&self, image: Vec<u8>) -> Result<Vec<f32>, JsError> {
+        let pixels = self.model.pixels(&image).map_err(js_error)?;
+        self.embed_pixels_normalized(pixels).await
+    }
+
+    /// The L2-normalised embedding of already preprocessed pixels (`3·S·S`, channel-major).
+    #[wasm_bindgen(js_name = embedPixels)]
+    pub async fn embed_pixels(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsError> {
+        self.embed_pixels_normalized(pixels).await
+    }
+
+    /// L2-normalised text embeddings, concatenated (`texts.len() × dim`).
+    #[wasm_bindgen(js_name = embedTexts)]
+    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<f32>, JsError> {
+        let mut e = self.encode_texts(&texts).await?;
+        normalize_rows(&mut e, self.model.info.config.projection_dim);
+        Ok(e)
+    }
+
+    #[wasm_bindgen(getter, js_name = embeddingSize)]
+    pub fn embedding_size(&self) -> usize {
+        self.model.info.config.projection_dim
+    }
+}
+
+impl Classifier {
+    async fn embed_pixels_normalized(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsError> {
+        let s = self.model.preprocess.image_size;
+        if pixels.len() != 3 * s * s {
+            return Err(JsError::new(&format!("Expected 3×{s}×{s} pixel values, got {}.", pixels.len())));
+        }
+        let mut e = read_async(self.model.encode_images(&[pixels]).embeds).await.map_err(js_error)?;
+        normalize_rows(&mut e, self.model.info.config.projection_dim);
+        Ok(e)
+    }
+
+    /// Unnormalised text embeddings.
+    async fn encode_texts(&self, texts: &[String]) -> Result<Vec<f32>, JsError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens = self.model.tokenize(&refs).map_err(js_error)?;
+        read_async(self.model.encode_tokens(&tokens).embeds).await.map_err(js_error)
+    }
+}

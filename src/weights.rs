@@ -1,0 +1,576 @@
+//! Every checkpoint layout fieldclip reads, and its mapping onto `model::ClipWeights`, in one
+//! place. Input is bytes (so the browser can hand over a `Uint8Array`); parsing is done by the
+//! reference `safetensors` crate. The architecture is read from tensor shapes and refined by an
+//! optional config file (HF `config.json` or open_clip's `open_clip_config.json`).
+
+use std::collections::BTreeSet;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::SafeTensorError;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::block::BlockWeights;
+use crate::model::{
+    Activation, ClipConfig, ClipWeights, TextConfig, TextWeights, TransformerConfig, VisionConfig,
+    VisionWeights,
+};
+
+const CONVERT_HINT: &str = "Convert it to safetensors with Python: \
+    `import torch; from safetensors.torch import save_file; \
+    sd = torch.load('FILE', map_location='cpu', weights_only=True); \
+    sd = sd.get('state_dict', sd); \
+    save_file({k.removeprefix('module.'): v.contiguous() for k, v in sd.items()}, 'model.safetensors')`";
+
+/// Why a weights file cannot be used. The `Display` text is meant for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("The file is empty.")]
+    Empty,
+    #[error("This is a PyTorch pickle checkpoint (.bin/.pt/.pth), not a safetensors file. {CONVERT_HINT}")]
+    PyTorchPickle,
+    #[error("This is a PyTorch zip checkpoint or a TorchScript archive, not a safetensors file. {CONVERT_HINT}")]
+    PyTorchZip,
+    #[error("This is an ONNX or other protobuf model, not a safetensors file. fieldclip needs the PyTorch weights saved as safetensors (e.g. `model.safetensors` from Hugging Face).")]
+    Onnx,
+    #[error("This is not a safetensors file ({0}).")]
+    NotSafetensors(String),
+    #[error("The safetensors file is truncated: its header describes {expected} bytes of tensor data but only {found} are there. Download it again.")]
+    Truncated { expected: usize, found: usize },
+    #[error("The file holds no tensor of a CLIP model this tool knows (neither Hugging Face `vision_model.*`/`text_model.*` nor open_clip `visual.*` keys). First keys found: {0}.")]
+    UnknownLayout(String),
+    #[error("Tensor `{0}` is missing from the weights file.")]
+    MissingTensor(String),
+    #[error("Tensor `{name}` has shape {found:?}, expected {expected:?}.")]
+    WrongShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("Tensor `{name}` has shape {found:?}, expected a tensor with {expected} dimensions.")]
+    WrongRank { name: String, expected: usize, found: Vec<usize> },
+    #[error("Tensor `{name}` is stored as {dtype}; only F32, F16 and BF16 weights are supported.")]
+    UnsupportedDtype { name: String, dtype: String },
+    #[error("The config file cannot be used: {0}")]
+    BadConfig(String),
+}
+
+/// The key layout of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Layout {
+    /// `transformers.CLIPModel` (`vision_model.*`, `text_model.*`, separate q/k/v).
+    HuggingFace,
+    /// open_clip / OpenAI state dict (`visual.*`, fused `in_proj_weight`, `x @ proj`).
+    OpenClip,
+}
+
+impl Layout {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Layout::HuggingFace => "Hugging Face CLIPModel",
+            Layout::OpenClip => "open_clip / OpenAI state dict",
+        }
+    }
+}
+
+/// What was found in a weights file, for `inspect` and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsInfo {
+    pub name: String,
+    pub layout: Layout,
+    /// The storage dtypes found, e.g. `["F16"]`.
+    pub dtypes: Vec<String>,
+    pub parameters: usize,
+    pub config: ClipConfig,
+    /// Where the activation / head count came from.
+    pub config_source: String,
+}
+
+/// Parsed weights ready to build a model.
+pub struct LoadedWeights {
+    pub weights: ClipWeights,
+    pub info: WeightsInfo,
+}
+
+/// Reads a checkpoint from memory. `config_json` is the optional config file that sat next to
+/// the weights (HF `config.json` or `open_clip_config.json`; the kind is recognised).
+pub fn load(bytes: &[u8], config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
+    let tensors = parse(bytes)?;
+    let source = Source::new(&tensors);
+    let config_value = parse_config(config_json)?;
+    let layout = source.layout().ok_or_else(|| source.unknown_layout())?;
+    let names = Names { layout };
+    let (config, config_source) = derive_config(&source, &names, config_value.as_ref())?;
+    let weights = read_weights(&source, &names, &config)?;
+    let info = WeightsInfo {
+        name: config.name(),
+        layout,
+        dtypes: source.dtypes(),
+        parameters: config.parameter_count(),
+        config,
+        config_source,
+    };
+    Ok(LoadedWeights { weights, info })
+}
+
+fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
+    if bytes.is_empty() {
+        return Err(WeightsError::Empty);
+    }
+    // Recognise the formats people most often pick by mistake before trying to parse.
+    if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
+        return Err(WeightsError::PyTorchPickle);
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err(WeightsError::PyTorchZip);
+    }
+    if bytes.len() >= 8 {
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        if header_len as usize > bytes.len().saturating_sub(8) && bytes.len() > 8 && bytes[8] == b'{' {
+            return Err(WeightsError::Truncated { expected: header_len as usize, found: bytes.len() - 8 });
+        }
+        if bytes[0] == 0x08 && bytes.get(8) != Some(&b'{') {
+            return Err(WeightsError::Onnx);
+        }
+    }
+    SafeTensors::deserialize(bytes).map_err(|e| match e {
+        SafeTensorError::MetadataIncompleteBuffer => {
+            let expected = SafeTensors::read_metadata(bytes)
+                .map(|(n, meta)| {
+                    n + 8 + meta.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0)
+                })
+                .unwrap_or(0);
+            WeightsError::Truncated { expected, found: bytes.len() }
+        }
+        SafeTensorError::HeaderTooSmall => WeightsError::NotSafetensors("it is too short to hold a header".into()),
+        SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
+            WeightsError::NotSafetensors("its first 8 bytes are not a valid header length".into())
+        }
+        SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeader(_) => {
+            WeightsError::NotSafetensors("it does not start with a JSON header".into())
+        }
+        other => WeightsError::NotSafetensors(other.to_string()),
+    })
+}
+
+/// Where tensor shapes come from: a parsed file, or (for tests and tools) just a name → shape map.
+pub trait Shapes {
+    fn shape_of(&self, key: &str) -> Option<Vec<usize>>;
+
+    fn shape(&self, key: &str) -> Result<Vec<usize>, WeightsError> {
+        self.shape_of(key).ok_or_else(|| WeightsError::MissingTensor(key.to_string()))
+    }
+
+    /// Number of transformer layers: the count of consecutive indices `0..n` present.
+    fn count_layers(&self, probe: &dyn Fn(usize) -> String) -> usize {
+        (0..).take_while(|&i| self.shape_of(&probe(i)).is_some()).count()
+    }
+
+    fn layout(&self) -> Option<Layout> {
+        if self.shape_of("vision_model.embeddings.patch_embedding.weight").is_some() {
+            Some(Layout::HuggingFace)
+        } else if self.shape_of("visual.conv1.weight").is_some() {
+            Some(Layout::OpenClip)
+        } else {
+            None
+        }
+    }
+}
+
+impl Shapes for std::collections::HashMap<String, Vec<usize>> {
+    fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+        self.get(key).cloned()
+    }
+}
+
+impl Shapes for Source<'_> {
+    fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+        self.view(key).map(|v| v.shape().to_vec())
+    }
+}
+
+/// The architecture and layout implied by tensor shapes and an optional config file.
+pub fn architecture(shapes: &dyn Shapes, config_json: Option<&[u8]>) -> Result<(Layout, ClipConfig), WeightsError> {
+    let layout = shapes.layout().ok_or_else(|| WeightsError::UnknownLayout("none of the expected keys".into()))?;
+    let config = parse_config(config_json)?;
+    let (config, _) = derive_config(shapes, &Names { layout }, config.as_ref())?;
+    Ok((layout, config))
+}
+
+fn parse_config(config_json: Option<&[u8]>) -> Result<Option<Value>, WeightsError> {
+    config_json
+        .map(|text| serde_json::from_slice::<Value>(text).map_err(|e| WeightsError::BadConfig(format!("it is not valid JSON ({e})"))))
+        .transpose()
+}
+
+/// Tensor access with dtype conversion and shape checks.
+struct Source<'a> {
+    tensors: &'a SafeTensors<'a>,
+    /// A prefix every key carries, e.g. `module.` from DataParallel or `model.`.
+    prefix: String,
+}
+
+impl<'a> Source<'a> {
+    fn new(tensors: &'a SafeTensors<'a>) -> Self {
+        let names = tensors.names();
+        let prefix = ["module.", "model.", "clip."]
+            .into_iter()
+            .find(|p| !names.is_empty() && names.iter().all(|n| n.starts_with(p)))
+            .unwrap_or("")
+            .to_string();
+        Self { tensors, prefix }
+    }
+
+    fn unknown_layout(&self) -> WeightsError {
+        let mut names = self.tensors.names();
+        names.sort();
+        let first: Vec<&str> = names.into_iter().take(5).collect();
+        WeightsError::UnknownLayout(if first.is_empty() { "none".into() } else { first.join(", ") })
+    }
+
+    fn view(&self, key: &str) -> Option<TensorView<'a>> {
+        self.tensors.tensor(&format!("{}{key}", self.prefix)).ok()
+    }
+
+    /// The tensor as f32, checking the shape. A 0-d scalar is accepted for `[1]` and vice versa.
+    fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        let view = self.view(key).ok_or_else(|| WeightsError::MissingTensor(key.to_string()))?;
+        let found = view.shape().to_vec();
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let scalar_ok = numel(&found) == 1 && numel(expected) == 1 && found.len() <= 1 && expected.len() <= 1;
+        if found != expected && !scalar_ok {
+            return Err(WeightsError::WrongShape { name: key.to_string(), expected: expected.to_vec(), found });
+        }
+        let data = view.data();
+        Ok(match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
+            other => {
+                return Err(WeightsError::UnsupportedDtype { name: key.to_string(), dtype: format!("{other:?}") })
+            }
+        })
+    }
+
+    fn dtypes(&self) -> Vec<String> {
+        let set: BTreeSet<String> = self.tensors.iter().map(|(_, v)| format!("{:?}", v.dtype())).collect();
+        set.into_iter().collect()
+    }
+}
+
+/// Tensor names of one layout.
+struct Names {
+    layout: Layout,
+}
+
+impl Names {
+    fn block(&self, tower: Tower, i: usize, part: &str) -> String {
+        match self.layout {
+            Layout::HuggingFace => {
+                let t = if tower == Tower::Vision { "vision_model" } else { "text_model" };
+                format!("{t}.encoder.layers.{i}.{part}")
+            }
+            Layout::OpenClip => {
+                let t = if tower == Tower::Vision { "visual.transformer" } else { "transformer" };
+                format!("{t}.resblocks.{i}.{part}")
+            }
+        }
+    }
+
+    /// The names of a block's parameters, in the order (ln1 w/b, out w/b, ln2 w/b, fc1 w/b, fc2 w/b).
+    fn block_parts(&self) -> [&'static str; 10] {
+        match self.layout {
+            Layout::HuggingFace => [
+                "layer_norm1.weight",
+                "layer_norm1.bias",
+                "self_attn.out_proj.weight",
+                "self_attn.out_proj.bias",
+                "layer_norm2.weight",
+                "layer_norm2.bias",
+                "mlp.fc1.weight",
+                "mlp.fc1.bias",
+                "mlp.fc2.weight",
+                "mlp.fc2.bias",
+            ],
+            Layout::OpenClip => [
+                "ln_1.weight",
+                "ln_1.bias",
+                "attn.out_proj.weight",
+                "attn.out_proj.bias",
+                "ln_2.weight",
+                "ln_2.bias",
+                "mlp.c_fc.weight",
+                "mlp.c_fc.bias",
+                "mlp.c_proj.weight",
+                "mlp.c_proj.bias",
+            ],
+        }
+    }
+
+    fn get(&self, what: Key) -> &'static str {
+        use Key::*;
+        match (self.layout, what) {
+            (Layout::HuggingFace, PatchEmbedding) => "vision_model.embeddings.patch_embedding.weight",
+            (Layout::HuggingFace, ClassEmbedding) => "vision_model.embeddings.class_embedding",
+            (Layout::HuggingFace, VisionPositions) => "vision_model.embeddings.position_embedding.weight",
+            (Layout::HuggingFace, LnPreWeight) => "vision_model.pre_layrnorm.weight",
+            (Layout::HuggingFace, LnPreBias) => "vision_model.pre_layrnorm.bias",
+            (Layout::HuggingFace, LnPostWeight) => "vision_model.post_layernorm.weight",
+            (Layout::HuggingFace, LnPostBias) => "vision_model.post_layernorm.bias",
+            (Layout::HuggingFace, VisionProjection) => "visual_projection.weight",
+            (Layout::HuggingFace, TokenEmbedding) => "text_model.embeddings.token_embedding.weight",
+            (Layout::HuggingFace, TextPositions) => "text_model.embeddings.position_embedding.weight",
+            (Layout::HuggingFace, LnFinalWeight) => "text_model.final_layer_norm.weight",
+            (Layout::HuggingFace, LnFinalBias) => "text_model.final_layer_norm.bias",
+            (Layout::HuggingFace, TextProjection) => "text_projection.weight",
+            (Layout::HuggingFace, LogitScale) => "logit_scale",
+            (Layout::OpenClip, PatchEmbedding) => "visual.conv1.weight",
+            (Layout::OpenClip, ClassEmbedding) => "visual.class_embedding",
+            (Layout::OpenClip, VisionPositions) => "visual.positional_embedding",
+            (Layout::OpenClip, LnPreWeight) => "visual.ln_pre.weight",
+            (Layout::OpenClip, LnPreBias) => "visual.ln_pre.bias",
+            (Layout::OpenClip, LnPostWeight) => "visual.ln_post.weight",
+            (Layout::OpenClip, LnPostBias) => "visual.ln_post.bias",
+            (Layout::OpenClip, VisionProjection) => "visual.proj",
+            (Layout::OpenClip, TokenEmbedding) => "token_embedding.weight",
+            (Layout::OpenClip, TextPositions) => "positional_embedding",
+            (Layout::OpenClip, LnFinalWeight) => "ln_final.weight",
+            (Layout::OpenClip, LnFinalBias) => "ln_final.bias",
+            (Layout::OpenClip, TextProjection) => "text_projection",
+            (Layout::OpenClip, LogitScale) => "logit_scale",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tower {
+    Vision,
+    Text,
+}
+
+#[derive(Clone, Copy)]
+enum Key {
+    PatchEmbedding,
+    ClassEmbedding,
+    VisionPositions,
+    LnPreWeight,
+    LnPreBias,
+    LnPostWeight,
+    LnPostBias,
+    VisionProjection,
+    TokenEmbedding,
+    TextPositions,
+    LnFinalWeight,
+    LnFinalBias,
+    TextProjection,
+    LogitScale,
+}
+
+fn dim(shape: &[usize], i: usize, name: &str, rank: usize) -> Result<usize, WeightsError> {
+    if shape.len() != rank {
+        return Err(WeightsError::WrongRank { name: name.to_string(), expected: rank, found: shape.to_vec() });
+    }
+    Ok(shape[i])
+}
+
+/// Reads the architecture from the tensor shapes, then applies the config file, if any.
+fn derive_config(source: &dyn Shapes, names: &Names, config: Option<&Value>) -> Result<(ClipConfig, String), WeightsError> {
+    use Key::*;
+    let patch_name = names.get(PatchEmbedding);
+    let patch = source.shape(patch_name)?;
+    let vision_width = dim(&patch, 0, patch_name, 4)?;
+    let patch_size = patch[2];
+    let vpos_name = names.get(VisionPositions);
+    let vision_positions = dim(&source.shape(vpos_name)?, 0, vpos_name, 2)?;
+    let grid = ((vision_positions.saturating_sub(1)) as f64).sqrt().round() as usize;
+    if grid * grid + 1 != vision_positions {
+        return Err(WeightsError::BadConfig(format!(
+            "`{vpos_name}` has {vision_positions} rows, which is not a square grid of patches plus a class token"
+        )));
+    }
+    let (fc1, qkv_probe) = match names.layout {
+        Layout::HuggingFace => ("mlp.fc1.weight", "self_attn.q_proj.weight"),
+        Layout::OpenClip => ("mlp.c_fc.weight", "attn.in_proj_weight"),
+    };
+    let vision_layers = source.count_layers(&|i| names.block(Tower::Vision, i, qkv_probe));
+    let vision_mlp = source.shape(&names.block(Tower::Vision, 0, fc1))?[0];
+
+    let tok_name = names.get(TokenEmbedding);
+    let tok = source.shape(tok_name)?;
+    let (vocab_size, text_width) = (dim(&tok, 0, tok_name, 2)?, tok[1]);
+    let tpos_name = names.get(TextPositions);
+    let context_length = dim(&source.shape(tpos_name)?, 0, tpos_name, 2)?;
+    let text_layers = source.count_layers(&|i| names.block(Tower::Text, i, qkv_probe));
+    let text_mlp = source.shape(&names.block(Tower::Text, 0, fc1))?[0];
+    let proj_name = names.get(TextProjection);
+    let proj = source.shape(proj_name)?;
+    let projection_dim = match names.layout {
+        Layout::HuggingFace => dim(&proj, 0, proj_name, 2)?,
+        Layout::OpenClip => dim(&proj, 1, proj_name, 2)?,
+    };
+
+    // What shapes cannot tell: defaults of the layout's own reference implementation.
+    let mut vision_heads = vision_width / 64;
+    let mut text_heads = text_width / 64;
+    let mut vision_act = Activation::QuickGelu;
+    let mut text_act = Activation::QuickGelu;
+    let mut vision_eps = 1e-5;
+    let mut text_eps = 1e-5;
+    let mut source_note = String::from("no config file: heads = width/64, QuickGELU (OpenAI CLIP defaults)");
+
+    let act = |name: &str| -> Result<Activation, WeightsError> {
+        match name {
+            "quick_gelu" => Ok(Activation::QuickGelu),
+            "gelu" => Ok(Activation::Gelu),
+            other => Err(WeightsError::BadConfig(format!("activation `{other}` is not supported (quick_gelu or gelu)"))),
+        }
+    };
+    let usize_at = |v: &Value, path: &[&str]| -> Option<usize> {
+        path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64).map(|n| n as usize)
+    };
+    let f64_at = |v: &Value, path: &[&str]| -> Option<f64> { path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_f64) };
+
+    if let Some(cfg) = config {
+        if let Some(model_cfg) = cfg.get("model_cfg") {
+            // open_clip_config.json (what `push_to_hf_hub` writes).
+            let quick = model_cfg.get("quick_gelu").and_then(Value::as_bool).unwrap_or(false);
+            let a = if quick { Activation::QuickGelu } else { Activation::Gelu };
+            vision_act = a;
+            text_act = a;
+            let head_width = usize_at(model_cfg, &["vision_cfg", "head_width"]).unwrap_or(64);
+            vision_heads = vision_width / head_width.max(1);
+            if let Some(h) = usize_at(model_cfg, &["text_cfg", "heads"]) {
+                text_heads = h;
+            }
+            source_note = "open_clip_config.json".into();
+        } else if cfg.get("vision_config").is_some() || cfg.get("text_config").is_some() {
+            // transformers CLIPConfig.
+            if let Some(h) = usize_at(cfg, &["vision_config", "num_attention_heads"]) {
+                vision_heads = h;
+            }
+            if let Some(h) = usize_at(cfg, &["text_config", "num_attention_heads"]) {
+                text_heads = h;
+            }
+            if let Some(a) = cfg.pointer("/vision_config/hidden_act").and_then(Value::as_str) {
+                vision_act = act(a)?;
+            }
+            if let Some(a) = cfg.pointer("/text_config/hidden_act").and_then(Value::as_str) {
+                text_act = act(a)?;
+            }
+            vision_eps = f64_at(cfg, &["vision_config", "layer_norm_eps"]).unwrap_or(vision_eps);
+            text_eps = f64_at(cfg, &["text_config", "layer_norm_eps"]).unwrap_or(text_eps);
+            source_note = "config.json (Hugging Face)".into();
+        } else {
+            return Err(WeightsError::BadConfig(
+                "it is neither a Hugging Face CLIP config.json (vision_config/text_config) nor an open_clip_config.json (model_cfg)".into(),
+            ));
+        }
+    }
+    for (tower, width, heads) in [("vision", vision_width, vision_heads), ("text", text_width, text_heads)] {
+        if heads == 0 || width % heads != 0 {
+            return Err(WeightsError::BadConfig(format!("the {tower} width {width} cannot be split into {heads} attention heads")));
+        }
+    }
+    let config = ClipConfig {
+        vision: VisionConfig {
+            transformer: TransformerConfig {
+                width: vision_width,
+                layers: vision_layers,
+                heads: vision_heads,
+                mlp_width: vision_mlp,
+                activation: vision_act,
+                layer_norm_eps: vision_eps,
+            },
+            patch_size,
+            image_size: grid * patch_size,
+        },
+        text: TextConfig {
+            transformer: TransformerConfig {
+                width: text_width,
+                layers: text_layers,
+                heads: text_heads,
+                mlp_width: text_mlp,
+                activation: text_act,
+                layer_norm_eps: text_eps,
+            },
+            vocab_size,
+            context_length,
+        },
+        projection_dim,
+    };
+    Ok((config, source_note))
+}
+
+fn read_block(source: &Source, names: &Names, tower: Tower, i: usize, t: &TransformerConfig) -> Result<BlockWeights, WeightsError> {
+    let w = t.width;
+    let n = |part: &str| names.block(tower, i, part);
+    let [ln1w, ln1b, outw, outb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b] = names.block_parts();
+    let (qkv_weight, qkv_bias) = match names.layout {
+        Layout::HuggingFace => {
+            let mut weight = Vec::with_capacity(3 * w * w);
+            let mut bias = Vec::with_capacity(3 * w);
+            for p in ["q_proj", "k_proj", "v_proj"] {
+                weight.extend(source.get(&n(&format!("self_attn.{p}.weight")), &[w, w])?);
+                bias.extend(source.get(&n(&format!("self_attn.{p}.bias")), &[w])?);
+            }
+            (weight, bias)
+        }
+        Layout::OpenClip => {
+            (source.get(&n("attn.in_proj_weight"), &[3 * w, w])?, source.get(&n("attn.in_proj_bias"), &[3 * w])?)
+        }
+    };
+    Ok(BlockWeights {
+        ln_1: (source.get(&n(ln1w), &[w])?, source.get(&n(ln1b), &[w])?),
+        qkv_weight,
+        qkv_bias,
+        out_weight: source.get(&n(outw), &[w, w])?,
+        out_bias: source.get(&n(outb), &[w])?,
+        ln_2: (source.get(&n(ln2w), &[w])?, source.get(&n(ln2b), &[w])?),
+        fc1_weight: source.get(&n(fc1w), &[t.mlp_width, w])?,
+        fc1_bias: source.get(&n(fc1b), &[t.mlp_width])?,
+        fc2_weight: source.get(&n(fc2w), &[w, t.mlp_width])?,
+        fc2_bias: source.get(&n(fc2b), &[w])?,
+    })
+}
+
+/// Projection in HF orientation `[projection_dim, width]`.
+fn read_projection(source: &Source, names: &Names, key: Key, width: usize, proj: usize) -> Result<Vec<f32>, WeightsError> {
+    let name = names.get(key);
+    match names.layout {
+        Layout::HuggingFace => source.get(name, &[proj, width]),
+        // open_clip computes `x @ proj` with proj `[width, projection_dim]`.
+        Layout::OpenClip => Ok(crate::model::block::transpose(&source.get(name, &[width, proj])?, width, proj)),
+    }
+}
+
+fn read_weights(source: &Source, names: &Names, c: &ClipConfig) -> Result<ClipWeights, WeightsError> {
+    use Key::*;
+    let v = &c.vision;
+    let vw = v.transformer.width;
+    let vision = VisionWeights {
+        patch_embedding: source.get(names.get(PatchEmbedding), &[vw, 3, v.patch_size, v.patch_size])?,
+        class_embedding: source.get(names.get(ClassEmbedding), &[vw])?,
+        position_embedding: source.get(names.get(VisionPositions), &[v.num_positions(), vw])?,
+        ln_pre: (source.get(names.get(LnPreWeight), &[vw])?, source.get(names.get(LnPreBias), &[vw])?),
+        blocks: (0..v.transformer.layers)
+            .map(|i| read_block(source, names, Tower::Vision, i, &v.transformer))
+            .collect::<Result<_, _>>()?,
+        ln_post: (source.get(names.get(LnPostWeight), &[vw])?, source.get(names.get(LnPostBias), &[vw])?),
+        projection: read_projection(source, names, VisionProjection, vw, c.projection_dim)?,
+    };
+    let t = &c.text;
+    let tw = t.transformer.width;
+    let text = TextWeights {
+        token_embedding: source.get(names.get(TokenEmbedding), &[t.vocab_size, tw])?,
+        position_embedding: source.get(names.get(TextPositions), &[t.context_length, tw])?,
+        blocks: (0..t.transformer.layers)
+            .map(|i| read_block(source, names, Tower::Text, i, &t.transformer))
+            .collect::<Result<_, _>>()?,
+        ln_final: (source.get(names.get(LnFinalWeight), &[tw])?, source.get(names.get(LnFinalBias), &[tw])?),
+        projection: read_projection(source, names, TextProjection, tw, c.projection_dim)?,
+    };
+    let logit_scale = source.get(names.get(LogitScale), &[])?[0];
+    Ok(ClipWeights { vision, text, logit_scale })
+}

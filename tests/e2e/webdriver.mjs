@@ -1,0 +1,85 @@
+// A minimal WebDriver client (chromedriver from Debian) and a static file server, so the
+// end-to-end tests need no npm package and never download a browser.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
+  '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png', '.jpg': 'image/jpeg',
+  '.svg': 'image/svg+xml', '.webmanifest': 'application/manifest+json',
+};
+
+/** Serves `root` on 127.0.0.1 at a free port. */
+export async function serve(root) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    let file = join(root, path);
+    try {
+      if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts chromedriver and a headless Chromium session with WebGPU enabled. */
+export async function browser({ width = 768, height = 1024 } = {}) {
+  const port = 9500 + Math.floor(Math.random() * 400);
+  const driver = spawn('chromedriver', [`--port=${port}`], { stdio: 'ignore' });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(`${base}/status`)).ok) break; } catch { await sleep(100); }
+  }
+  const request = async (method, path, body) => {
+    const r = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const json = await r.json();
+    if (json.value && json.value.error) throw new Error(`${json.value.error}: ${json.value.message}`);
+    return json.value;
+  };
+  const session = await request('POST', '/session', {
+    capabilities: {
+      alwaysMatch: {
+        browserName: 'chrome',
+        'goog:chromeOptions': {
+          binary: '/usr/bin/chromium',
+          args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+            `--window-size=${width},${height}`],
+        },
+      },
+    },
+  });
+  const s = `/session/${session.sessionId}`;
+  const find = async (css) => Object.values(await request('POST', `${s}/element`, { using: 'css selector', value: css }))[0];
+  return {
+    goto: (url) => request('POST', `${s}/url`, { url }),
+    run: (script, ...args) => request('POST', `${s}/execute/async`, {
+      script: `const done = arguments[arguments.length - 1]; Promise.resolve((async () => { ${script} })(...arguments)).then(done, (e) => done({ __error: String(e) }));`,
+      args,
+    }),
+    /** Sets the files of an <input type=file>. */
+    upload: async (css, paths) => request('POST', `${s}/element/${await find(css)}/value`, { text: paths.join('\n') }),
+    screenshot: async () => Buffer.from(await request('GET', `${s}/screenshot`), 'base64'),
+    setSize: (w, h) => request('POST', `${s}/window/rect`, { width: w, height: h }),
+    async waitFor(script, what, timeoutMs = 120000) {
+      const start = Date.now();
+      for (;;) {
+        const value = await this.run(script);
+        if (value && value.__error) throw new Error(value.__error);
+        if (value) return value;
+        if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+        await sleep(200);
+      }
+    },
+    close: async () => { await request('DELETE', s).catch(() => {}); driver.kill(); },
+  };
+}
