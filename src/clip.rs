@@ -186,10 +186,10 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 /// panics on WebGPU).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
-    tensor.into_data().to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+    tensor.into_data().try_to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
 }
 
 pub async fn read_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Error> {
     let data = tensor.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
-    data.to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+    data.try_to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
 }

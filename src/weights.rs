@@ -142,7 +142,7 @@ fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
         SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
             WeightsError::NotSafetensors("its first 8 bytes are not a valid header length".into())
         }
-        SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeader(_) => {
+        SafeTensorError::InvalidHeaderDeserialization(_) | SafeTensorError::InvalidHeader(_) => {
             WeightsError::NotSafetensors("it does not start with a JSON header".into())
         }
         other => WeightsError::NotSafetensors(other.to_string()),

@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::*;
-use fieldclip::clip::{normalize_rows, read};
+use fieldclip::clip::{normalize_rows, read as read_tensor};
 use fieldclip::ClipModel;
 use serde_json::Value;
 
@@ -40,8 +40,8 @@ fn assert_rows_close(what: &str, got: &[f32], want: &[Vec<f32>], atol: f32) {
 fn check_against_expected(model: &ClipModel, expected: &Value, pixels: &[Vec<f32>]) {
     let dim = model.info.config.projection_dim;
     let vision = model.encode_images(pixels);
-    let pooled = read(vision.pooled).unwrap();
-    let embeds = read(vision.embeds).unwrap();
+    let pooled = read_tensor(vision.pooled).unwrap();
+    let embeds = read_tensor(vision.embeds).unwrap();
     assert_rows_close("image_pooled", &pooled, &rows(&expected["image_pooled"]), EMBED_ATOL);
     assert_rows_close("image_embeds_unnormalized", &embeds, &rows(&expected["image_embeds_unnormalized"]), EMBED_ATOL);
     let mut image_n = embeds.clone();
@@ -57,8 +57,8 @@ fn check_against_expected(model: &ClipModel, expected: &Value, pixels: &[Vec<f32
         assert_eq!(t.eot_index as u64, p["eot_index"].as_u64().unwrap());
     }
     let text = model.encode_tokens(&tokens);
-    let text_pooled = read(text.pooled).unwrap();
-    let text_embeds = read(text.embeds).unwrap();
+    let text_pooled = read_tensor(text.pooled).unwrap();
+    let text_embeds = read_tensor(text.embeds).unwrap();
     assert_rows_close("text_pooled", &text_pooled, &rows(&expected["text_pooled"]), EMBED_ATOL);
     assert_rows_close("text_embeds_unnormalized", &text_embeds, &rows(&expected["text_embeds_unnormalized"]), EMBED_ATOL);
     let mut text_n = text_embeds.clone();
@@ -99,10 +99,10 @@ fn synthetic_pixels(size: usize) -> Vec<f32> {
 fn check_synthetic(model: &ClipModel, expected: &Value) {
     let s = &expected["synthetic_pixels"];
     let out = model.encode_images(&[synthetic_pixels(model.preprocess.image_size)]);
-    assert_rows_close("synthetic image_pooled", &read(out.pooled).unwrap(), &[floats(&s["image_pooled"])], EMBED_ATOL);
+    assert_rows_close("synthetic image_pooled", &read_tensor(out.pooled).unwrap(), &[floats(&s["image_pooled"])], EMBED_ATOL);
     assert_rows_close(
         "synthetic image_embeds_unnormalized",
-        &read(out.embeds).unwrap(),
+        &read_tensor(out.embeds).unwrap(),
         &[floats(&s["image_embeds_unnormalized"])],
         EMBED_ATOL,
     );
@@ -115,7 +115,7 @@ fn check_from_files(model: &ClipModel, expected: &Value) {
     let files: Vec<Vec<u8>> =
         expected["images"].as_array().unwrap().iter().map(|i| read(i["file"].as_str().unwrap())).collect();
     let pixels: Vec<Vec<f32>> = files.iter().map(|b| model.pixels(b).unwrap()).collect();
-    let mut embeds = read(model.encode_images(&pixels).embeds).unwrap();
+    let mut embeds = read_tensor(model.encode_images(&pixels).embeds).unwrap();
     normalize_rows(&mut embeds, dim);
     let want = rows(&expected["image_embeds"]);
     let text = rows(&expected["text_embeds"]);
@@ -167,8 +167,8 @@ fn tiny_open_clip_model_from_image_files() {
 fn text_cut_to_longest_eot_equals_padded() {
     let model = load(&read("tiny/model.safetensors"), &read("tiny/config.json"));
     let tokens = model.tokenize(&["a sunflower", "a photo of a leaf with brown spots, a type of plant."]).unwrap();
-    let cut = read(model.encode_tokens(&tokens).embeds).unwrap();
-    let padded = read(model.encode_tokens_padded(&tokens).embeds).unwrap();
+    let cut = read_tensor(model.encode_tokens(&tokens).embeds).unwrap();
+    let padded = read_tensor(model.encode_tokens_padded(&tokens).embeds).unwrap();
     assert!(max_abs_diff(&cut, &padded) < 1e-5, "{}", max_abs_diff(&cut, &padded));
 }
 
