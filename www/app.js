@@ -1,6 +1,6 @@
 // The page: wires the controls to the model worker. Labels and file names are always put in
 // the page as text (textContent), never as HTML.
-import { PRESETS } from './presets.js';
+import { download, loadStore, newId, parseImport, parseLines, saveStore } from './lists.js';
 
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -19,7 +19,6 @@ worker.onmessage = ({ data }) => {
 };
 
 const state = { modelLoaded: false, labelsReady: false, batch: 0 };
-const STORE_KEY = 'fieldclip.labels.v1';
 
 function setStatus(el, text, isError = false) {
   el.textContent = text;
@@ -102,70 +101,104 @@ $('weights-file').addEventListener('change', async (event) => {
 });
 
 // ---- 2. Labels ----
-for (const [key, preset] of Object.entries(PRESETS)) {
-  const option = document.createElement('option');
-  option.value = key;
-  option.textContent = preset.name;
-  $('preset').append(option);
-}
-const custom = document.createElement('option');
-custom.value = 'custom';
-custom.textContent = 'My own list';
-$('preset').append(custom);
+const store = loadStore();
 
-function currentLabels() {
-  return $('labels').value.split('\n').map((l) => l.trim()).filter(Boolean);
+function activeList() {
+  return store.lists[store.active];
 }
 
-function saveLabels() {
-  localStorage.setItem(STORE_KEY, JSON.stringify({ preset: $('preset').value, labels: $('labels').value, template: $('template').value }));
-}
-
-function loadPreset(key) {
-  const preset = PRESETS[key];
-  if (!preset) return;
-  $('labels').value = preset.labels.join('\n');
-  $('template').value = preset.template;
-}
-
-const saved = JSON.parse(localStorage.getItem(STORE_KEY) || 'null');
-if (saved) {
-  $('preset').value = saved.preset;
-  $('labels').value = saved.labels;
-  $('template').value = saved.template;
-} else {
-  loadPreset('plants');
+function renderLists() {
+  const select = $('list-select');
+  select.replaceChildren();
+  for (const [id, list] of Object.entries(store.lists)) {
+    const option = document.createElement('option');
+    option.value = id;
+    option.textContent = `${list.name} (${list.labels.length})`;
+    select.append(option);
+  }
+  select.value = store.active;
+  const list = activeList();
+  $('list-name').value = list.name;
+  $('labels').value = list.labels.join('\n');
+  $('templates').value = list.templates.join('\n');
 }
 
 let labelTimer = null;
+let labelsVersion = 0;
 async function applyLabels() {
-  saveLabels();
+  const list = activeList();
+  saveStore(store);
   state.labelsReady = false;
-  const labels = currentLabels();
-  const template = $('template').value;
-  if (labels.length === 0) return setStatus($('labels-status'), 'The label list is empty: add at least one label, one per line.', true);
-  if (!template.includes('{}')) return setStatus($('labels-status'), 'The template needs {} where the label goes, e.g. "a photo of a {}."', true);
-  if (!state.modelLoaded) return setStatus($('labels-status'), `${labels.length} labels. Load a model to use them.`);
-  setStatus($('labels-status'), `Encoding ${labels.length} labels…`);
+  const version = ++labelsVersion;
+  if (list.labels.length === 0) return setStatus($('labels-status'), 'The label list is empty: add at least one label, one per line.', true);
+  if (list.templates.length === 0) return setStatus($('labels-status'), 'Add a prompt template, e.g. "a photo of a {}."', true);
+  const bad = list.templates.find((t) => !t.includes('{}'));
+  if (bad !== undefined) return setStatus($('labels-status'), `The template "${bad}" needs {} where the label goes, e.g. "a photo of a {}."`, true);
+  if (!state.modelLoaded) return setStatus($('labels-status'), `${list.labels.length} labels. Load a model to use them.`);
+  setStatus($('labels-status'), `Encoding ${list.labels.length} labels…`);
   try {
-    await call('labels', { labels, templates: [template] });
+    const { encodedPrompts } = await call('labels', { labels: list.labels, templates: list.templates });
+    if (version !== labelsVersion) return;
     state.labelsReady = true;
-    setStatus($('labels-status'), `${labels.length} labels ready.`);
+    setStatus($('labels-status'), `${list.labels.length} labels ready (${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
   } catch (e) {
     setStatus($('labels-status'), e.message, true);
   }
 }
-$('preset').addEventListener('change', () => { loadPreset($('preset').value); applyLabels(); });
-for (const id of ['labels', 'template']) {
-  $(id).addEventListener('input', () => {
-    $('preset').value = 'custom';
-    clearTimeout(labelTimer);
-    labelTimer = setTimeout(applyLabels, 400);
-  });
+
+function editedList() {
+  const list = activeList();
+  list.name = $('list-name').value.trim() || 'Untitled list';
+  list.labels = parseLines($('labels').value);
+  list.templates = parseLines($('templates').value);
+  $('list-select').selectedOptions[0].textContent = `${list.name} (${list.labels.length})`;
+  clearTimeout(labelTimer);
+  labelTimer = setTimeout(applyLabels, 400);
 }
+for (const id of ['list-name', 'labels', 'templates']) $(id).addEventListener('input', editedList);
+
+$('list-select').addEventListener('change', () => { store.active = $('list-select').value; renderLists(); applyLabels(); });
+$('list-new').addEventListener('click', () => {
+  const id = newId(store);
+  store.lists[id] = { name: 'My list', labels: [], templates: ['a photo of a {}.'] };
+  store.active = id;
+  renderLists();
+  applyLabels();
+  $('labels').focus();
+});
+$('list-delete').addEventListener('click', () => {
+  if (Object.keys(store.lists).length === 1) return setStatus($('labels-status'), 'This is the only list; edit it instead.', true);
+  if (!confirm(`Delete the list "${activeList().name}"?`)) return;
+  delete store.lists[store.active];
+  store.active = Object.keys(store.lists)[0];
+  renderLists();
+  applyLabels();
+});
+$('list-import').addEventListener('change', async (event) => {
+  const file = event.target.files[0];
+  event.target.value = '';
+  if (!file) return;
+  try {
+    const list = parseImport(file.name, await file.text());
+    const id = newId(store);
+    store.lists[id] = list;
+    store.active = id;
+    renderLists();
+    applyLabels();
+  } catch (e) {
+    setStatus($('labels-status'), e.message, true);
+  }
+});
+const fileBase = () => activeList().name.replace(/[^\w.-]+/g, '_');
+$('list-export-txt').addEventListener('click', () => download(`${fileBase()}.txt`, `${activeList().labels.join('\n')}\n`, 'text/plain'));
+$('list-export-json').addEventListener('click', () => download(`${fileBase()}.json`, JSON.stringify(activeList(), null, 2), 'application/json'));
+
+renderLists();
 applyLabels();
 
 // ---- 3. Photos ----
+const results = [];  // { file, predictions } per classified image, for the CSV export
+
 function card(file) {
   const li = document.createElement('li');
   li.className = 'card';
@@ -184,11 +217,18 @@ function card(file) {
   body.append(name, meta, preds);
   li.append(img, body);
   $('results').prepend(li);
-  return { li, meta, preds, img };
+  return { li, name, meta, preds, img };
 }
 
-function showPredictions(view, result) {
-  view.meta.textContent = `${Math.round(result.ms)} ms`;
+function showPredictions(view, result, backend) {
+  view.meta.textContent = `${Math.round(result.ms)} ms on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}`;
+  const threshold = Number($('threshold').value) / 100;
+  if (result.predictions[0].probability < threshold) {
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.textContent = 'not sure';
+    view.name.append(badge);
+  }
   for (const p of result.predictions) {
     const row = document.createElement('div');
     row.className = 'pred';
@@ -209,34 +249,75 @@ function showPredictions(view, result) {
   }
 }
 
-async function classifyFiles(files) {
+function showError(view, message) {
+  view.li.classList.add('failed');
+  view.meta.textContent = 'could not be classified';
+  const err = document.createElement('p');
+  err.className = 'error';
+  err.textContent = message;
+  view.preds.append(err);
+  URL.revokeObjectURL(view.img.src);
+  view.img.remove();
+}
+
+function csvField(s) {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+$('export-csv').addEventListener('click', () => {
+  const lines = ['file,rank,label,probability'];
+  for (const r of results) {
+    r.predictions.forEach((p, i) => lines.push([csvField(r.file), i + 1, csvField(p.label), p.probability.toFixed(6)].join(',')));
+  }
+  download('fieldclip-results.csv', `${lines.join('\n')}\n`, 'text/csv');
+});
+$('clear-results').addEventListener('click', () => {
+  results.length = 0;
+  for (const img of $('results').querySelectorAll('img')) URL.revokeObjectURL(img.src);
+  $('results').replaceChildren();
+  $('export-csv').disabled = $('clear-results').disabled = true;
+  setStatus($('batch-status'), '');
+});
+
+let cancelled = false;
+$('batch-cancel').addEventListener('click', () => { cancelled = true; });
+
+let queue = Promise.resolve();
+function classifyFiles(files) {
   files = files.filter(Boolean);
   if (files.length === 0) return;
+  queue = queue.then(() => runBatch(files));
+}
+
+async function runBatch(files) {
   if (!state.modelLoaded) return setStatus($('batch-status'), 'Load a model first (step 1).', true);
   if (!state.labelsReady) await applyLabels();
   if (!state.labelsReady) return setStatus($('batch-status'), 'Fix the label list first (step 2).', true);
   const bar = $('batch-progress');
   bar.hidden = false;
+  $('batch-cancel').hidden = false;
+  cancelled = false;
   let done = 0;
   for (const file of files) {
+    if (cancelled) break;
     const view = card(file);
     try {
       const bytes = await file.arrayBuffer();
-      showPredictions(view, await call('classify', { bytes, topK: 5 }, [bytes]));
+      const result = await call('classify', { bytes, topK: 5 }, [bytes]);
+      if (result.switchedToCpu) setStatus($('model-status'), `WebGPU stopped working (${result.switchedToCpu}); the model now runs on the CPU.`, true);
+      showPredictions(view, result, result.backend);
+      results.push({ file: file.name, predictions: result.predictions });
     } catch (e) {
-      view.li.classList.add('failed');
-      view.meta.textContent = '';
-      const err = document.createElement('p');
-      err.className = 'error';
-      err.textContent = e.message;
-      view.preds.append(err);
-      view.img.remove();
+      showError(view, e.message);
     }
     done += 1;
     bar.value = done / files.length;
     setStatus($('batch-status'), `${done} of ${files.length} photos done.`);
   }
+  if (cancelled) setStatus($('batch-status'), `Cancelled after ${done} of ${files.length} photos.`);
   bar.hidden = true;
+  $('batch-cancel').hidden = true;
+  $('export-csv').disabled = $('clear-results').disabled = results.length === 0;
 }
 
 $('photo-files').addEventListener('change', (e) => { classifyFiles([...e.target.files]); e.target.value = ''; });
@@ -245,4 +326,5 @@ const zone = $('drop-zone');
 zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
 zone.addEventListener('dragleave', () => zone.classList.remove('over'));
 zone.addEventListener('drop', (e) => { e.preventDefault(); zone.classList.remove('over'); classifyFiles([...e.dataTransfer.files]); });
+zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('photo-files').click(); } });
 document.addEventListener('paste', (e) => classifyFiles([...e.clipboardData.files]));

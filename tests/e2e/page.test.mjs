@@ -27,8 +27,8 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
     await page.run(`
       const [labels] = arguments;
       document.getElementById('labels').value = labels.join('\\n');
-      document.getElementById('template').value = '{}';
-      document.getElementById('template').dispatchEvent(new Event('input'));`, labels);
+      document.getElementById('templates').value = '{}';
+      document.getElementById('templates').dispatchEvent(new Event('input'));`, labels);
     await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
 
     const broken = join(tmpdir(), 'broken-photo.jpg');
@@ -58,6 +58,41 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
     }
     const bad = cards.find((c) => c.name === 'broken-photo.jpg');
     assert.match(bad.error, /could not be decoded|not an image/);
+
+    // The CSV export: captured from the download link the page creates.
+    const csv = await page.run(`
+      const original = HTMLAnchorElement.prototype.click;
+      const link = new Promise((resolve) => { HTMLAnchorElement.prototype.click = function () { resolve(this); }; });
+      document.getElementById('export-csv').click();
+      const a = await link;
+      HTMLAnchorElement.prototype.click = original;
+      return { name: a.download, text: await (await fetch(a.href)).text() };`);
+    assert.equal(csv.name, 'fieldclip-results.csv');
+    const rows = csv.text.trim().split('\n');
+    assert.equal(rows[0], 'file,rank,label,probability');
+    assert.equal(rows.length, 1 + 3 * 5, 'five rows per classified photo, none for the broken file');
+    for (const name of photos) {
+      const card = cards.find((c) => c.name === name);
+      card.predictions.forEach((p, rank) => {
+        const label = /[",]/.test(p.label) ? `"${p.label.replace(/"/g, '""')}"` : p.label;
+        assert.ok(rows.includes(`${name},${rank + 1},${label},${p.probability.toFixed(6)}`), `${name} rank ${rank + 1} in CSV`);
+      });
+    }
+
+    // A label that looks like HTML is shown as text, never parsed.
+    const xss = '<img src=x onerror=alert(1)>';
+    await page.run(`
+      document.getElementById('list-new').click();
+      document.getElementById('labels').value = arguments[0] + '\\nsea anemone';
+      document.getElementById('labels').dispatchEvent(new Event('input'));`, xss);
+    await page.waitFor(`return /^2 labels ready/.test(document.getElementById('labels-status').textContent);`, 'the new list');
+    await page.upload('#photo-files', [data('images/chelsea_small.png')]);
+    const shown = await page.waitFor(`
+      const card = document.querySelectorAll('#results .card')[0];
+      const labels = [...card.querySelectorAll('.label')].map((l) => l.textContent);
+      return labels.length === 2 && { labels, injected: document.querySelectorAll('#results img[src="x"]').length };`, 'the HTML-looking label');
+    assert.ok(shown.labels.includes(xss), JSON.stringify(shown));
+    assert.equal(shown.injected, 0);
 
     await mkdir(artifacts, { recursive: true });
     await writeFile(join(artifacts, 'page-768x1024.png'), await page.screenshot());
