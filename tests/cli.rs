@@ -1,4 +1,5 @@
 //! The `fieldclip` command line, run as a user would.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

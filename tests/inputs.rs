@@ -1,4 +1,5 @@
 //! Tokenizer, preprocessing, weight layouts and every bad-input path, against reference data.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

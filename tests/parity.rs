@@ -1,6 +1,7 @@
 //! The model against the reference implementations (`../shared/oracle`, copied to tests/data):
 //! transformers' CLIPModel (`tiny`), open_clip (`openclip_tiny`), and optionally the
 //! full-size random ViT-B/32 (`FIELDCLIP_VITB32_WEIGHTS`).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

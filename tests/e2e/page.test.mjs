@@ -96,6 +96,8 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
 
     await mkdir(artifacts, { recursive: true });
     await writeFile(join(artifacts, 'page-768x1024.png'), await page.screenshot());
+    await page.run(`document.getElementById('photos-section').scrollIntoView();`);
+    await writeFile(join(artifacts, 'page-768x1024-results.png'), await page.screenshot());
   } finally {
     await page.close();
     await server.close();

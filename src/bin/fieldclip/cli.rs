@@ -1,4 +1,4 @@
-//! `fieldclip`: the command-line face of the same library the browser page uses.
+//! The command line: argument parsing and output formatting over the library.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,7 +79,7 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(message) => {
