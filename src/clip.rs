@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::model::{Clip, TextOutput, VisionOutput};
+use crate::model::{Clip, TextOutput, TextTransformer, VisionOutput, VisionTransformer};
 use crate::preprocess::{self, Pipeline, PreprocessConfig};
 use crate::tokenizer::{ClipTokenizer, Tokens};
 use crate::weights::{self, Layout, WeightsInfo};
@@ -23,6 +23,17 @@ impl ClipModel {
     /// `weights`: a safetensors file (HF or open_clip layout); `config`: the optional
     /// `config.json` / `open_clip_config.json` found next to it.
     pub fn from_bytes(weights: &[u8], config: Option<&[u8]>, device: &Device) -> Result<Self, Error> {
+        Self::from_bytes_with_progress(weights, config, device, &mut |_, _| {})
+    }
+
+    /// Like `from_bytes`, reporting each step (`what`, fraction done) as it starts.
+    pub fn from_bytes_with_progress(
+        weights: &[u8],
+        config: Option<&[u8]>,
+        device: &Device,
+        progress: &mut dyn FnMut(&str, f32),
+    ) -> Result<Self, Error> {
+        progress("Reading the weights", 0.0);
         let loaded = weights::load(weights, config)?;
         let info = loaded.info;
         let pipeline = match info.layout {
@@ -35,7 +46,13 @@ impl ClipModel {
             preprocess.std = std;
         }
         let tokenizer = ClipTokenizer::with_context_length(info.config.text.context_length)?;
-        let model = Clip::new(loaded.weights, info.config.clone(), device);
+        let (c, w) = (&info.config, loaded.weights);
+        progress("Building the image encoder", 0.4);
+        let vision = VisionTransformer::new(w.vision, &c.vision, c.projection_dim, device);
+        progress("Building the text encoder", 0.75);
+        let text = TextTransformer::new(w.text, &c.text, c.projection_dim, device);
+        progress("Ready", 1.0);
+        let model = Clip { vision, text, logit_scale: w.logit_scale, config: c.clone() };
         Ok(Self { model, tokenizer, preprocess, info, device: device.clone() })
     }
 

@@ -79,9 +79,22 @@ pub struct Classifier {
 #[wasm_bindgen]
 impl Classifier {
     /// Loads a model from the bytes of a safetensors file (and optionally its config file).
-    pub async fn create(weights: Vec<u8>, config: Option<Vec<u8>>, backend: String) -> Result<Classifier, JsError> {
+    /// `on_progress(step, fraction)` is called as each loading step starts.
+    pub async fn create(
+        weights: Vec<u8>,
+        config: Option<Vec<u8>>,
+        backend: String,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Classifier, JsError> {
         let (device, backend, backend_reason) = pick_device(&backend).await?;
-        let model = ClipModel::from_bytes(&weights, config.as_deref(), &device).map_err(js_error)?;
+        let mut progress = |step: &str, fraction: f32| {
+            if let Some(f) = &on_progress {
+                // A failing progress callback must not stop the load.
+                let _ = f.call2(&JsValue::NULL, &JsValue::from_str(step), &JsValue::from_f64(fraction as f64));
+            }
+        };
+        let model = ClipModel::from_bytes_with_progress(&weights, config.as_deref(), &device, &mut progress)
+            .map_err(js_error)?;
         Ok(Classifier {
             model,
             backend,

@@ -31,15 +31,14 @@ fn tokenizer_equals_open_clip_on_every_reference_case() {
     assert!(mismatches.is_empty(), "{} of {} cases differ:\n{}", mismatches.len(), cases.as_array().unwrap().len(), mismatches.join("\n"));
 }
 
-/// fieldclip's preprocessing of the 10 oracle images against transformers' pixels.
-#[test]
-fn preprocessing_matches_clip_image_processor() {
-    let expected = json("tiny/expected.json");
-    let config = PreprocessConfig::openai(224, Pipeline::HuggingFace);
+/// fieldclip's preprocessing of the 10 oracle images against a reference's pixel files:
+/// max abs ≤ 0.05 and mean abs ≤ 2e-3 (normalised units) for every image.
+fn check_pixels(expected_json: &str, config: &PreprocessConfig) {
+    let expected = json(expected_json);
     let mut failures = Vec::new();
     for image in expected["images"].as_array().unwrap() {
         let file = image["file"].as_str().unwrap();
-        let got = preprocess::preprocess(&read(file), &config).unwrap();
+        let got = preprocess::preprocess(&read(file), config).unwrap();
         let want = npy_f32(&read(image["pixels_npy"].as_str().unwrap()));
         let (max, mean) = (max_abs_diff(&got, &want), mean_abs_diff(&got, &want));
         eprintln!("{file}: max {max:.4}, mean {mean:.2e}");
@@ -50,24 +49,17 @@ fn preprocessing_matches_clip_image_processor() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// transformers' `CLIPImageProcessor` at 224 px.
+#[test]
+fn preprocessing_matches_clip_image_processor() {
+    check_pixels("tiny/expected.json", &PreprocessConfig::openai(224, Pipeline::HuggingFace));
+}
+
 /// open_clip's own transform at 64 px: round-half-even crop, alpha dropped after a
 /// premultiplied resize.
 #[test]
 fn preprocessing_matches_open_clip_transform() {
-    let expected = json("openclip_tiny/expected.json");
-    let config = PreprocessConfig::openai(64, Pipeline::OpenClip);
-    let mut failures = Vec::new();
-    for image in expected["images"].as_array().unwrap() {
-        let file = image["file"].as_str().unwrap();
-        let got = preprocess::preprocess(&read(file), &config).unwrap();
-        let want = npy_f32(&read(image["pixels_npy"].as_str().unwrap()));
-        let (max, mean) = (max_abs_diff(&got, &want), mean_abs_diff(&got, &want));
-        eprintln!("{file}: max {max:.4}, mean {mean:.2e}");
-        if !(max <= 0.05 && mean <= 2e-3) {
-            failures.push(format!("{file}: max abs {max}, mean abs {mean}"));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
+    check_pixels("openclip_tiny/expected.json", &PreprocessConfig::openai(64, Pipeline::OpenClip));
 }
 
 fn encode_png(image: image::DynamicImage) -> Vec<u8> {
@@ -333,4 +325,84 @@ fn label_list_and_template_errors() {
     assert!(matches!(label_prompts(&["  ".into()], &t), Err(Error::NoLabels)));
     assert!(matches!(label_prompts(&["oak".into()], &[]), Err(Error::NoTemplates)));
     assert_eq!(label_prompts(&["oak".into()], &t).unwrap(), vec!["a photo of a oak."]);
+}
+
+/// A checkpoint in the HF layout with the widths, patch size, positions and heads of a real
+/// architecture, one layer per tower (depth does not change any shape), small random values,
+/// stored as f16.
+fn random_hf_checkpoint(vision: (usize, usize, usize), text_width: usize, proj: usize) -> Vec<u8> {
+    let (vw, patch, image) = vision;
+    let positions = (image / patch) * (image / patch) + 1;
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("vision_model.embeddings.patch_embedding.weight".into(), vec![vw, 3, patch, patch]),
+        ("vision_model.embeddings.class_embedding".into(), vec![vw]),
+        ("vision_model.embeddings.position_embedding.weight".into(), vec![positions, vw]),
+        ("vision_model.pre_layrnorm.weight".into(), vec![vw]),
+        ("vision_model.pre_layrnorm.bias".into(), vec![vw]),
+        ("vision_model.post_layernorm.weight".into(), vec![vw]),
+        ("vision_model.post_layernorm.bias".into(), vec![vw]),
+        ("visual_projection.weight".into(), vec![proj, vw]),
+        ("text_model.embeddings.token_embedding.weight".into(), vec![49408, text_width]),
+        ("text_model.embeddings.position_embedding.weight".into(), vec![77, text_width]),
+        ("text_model.final_layer_norm.weight".into(), vec![text_width]),
+        ("text_model.final_layer_norm.bias".into(), vec![text_width]),
+        ("text_projection.weight".into(), vec![proj, text_width]),
+        ("logit_scale".into(), vec![]),
+    ];
+    for (tower, w) in [("vision_model", vw), ("text_model", text_width)] {
+        let p = format!("{tower}.encoder.layers.0");
+        for name in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            shapes.push((format!("{p}.self_attn.{name}.weight"), vec![w, w]));
+            shapes.push((format!("{p}.self_attn.{name}.bias"), vec![w]));
+        }
+        for name in ["layer_norm1", "layer_norm2"] {
+            shapes.push((format!("{p}.{name}.weight"), vec![w]));
+            shapes.push((format!("{p}.{name}.bias"), vec![w]));
+        }
+        shapes.push((format!("{p}.mlp.fc1.weight"), vec![4 * w, w]));
+        shapes.push((format!("{p}.mlp.fc1.bias"), vec![4 * w]));
+        shapes.push((format!("{p}.mlp.fc2.weight"), vec![w, 4 * w]));
+        shapes.push((format!("{p}.mlp.fc2.bias"), vec![w]));
+    }
+    let mut seed = 1u32;
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let bytes = (0..n)
+                .flat_map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    half::f16::from_f32((seed >> 8) as f32 / (1 << 24) as f32 * 0.04 - 0.02).to_le_bytes()
+                })
+                .collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> =
+        data.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F16, s.clone(), d).unwrap())).collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+/// ViT-B/32, ViT-B/16 and ViT-L/14 shapes load and run: one image and one text each.
+#[test]
+fn vit_b32_b16_and_l14_shapes_load_and_run() {
+    for (name, vision, text_width, proj, heads) in [
+        ("ViT-B/32", (768, 32, 224), 512, 512, (12, 8)),
+        ("ViT-B/16", (768, 16, 224), 512, 512, (12, 8)),
+        ("ViT-L/14", (1024, 14, 224), 768, 768, (16, 12)),
+    ] {
+        let bytes = random_hf_checkpoint(vision, text_width, proj);
+        let model = ClipModel::from_bytes(&bytes, None, &Device::flex()).unwrap();
+        let c = &model.info.config;
+        assert_eq!((c.vision.transformer.width, c.vision.patch_size, c.text.transformer.width), (vision.0, vision.1, text_width), "{name}");
+        assert_eq!(c.vision.num_positions(), (224 / vision.1).pow(2) + 1, "{name}");
+        assert_eq!((c.vision.transformer.heads, c.text.transformer.heads), heads, "{name}");
+        assert_eq!(model.preprocess.image_size, 224);
+        let pixels = model.pixels(&read("images/coffee.jpg")).unwrap();
+        let image = fieldclip::clip::read(model.encode_images(&[pixels]).embeds).unwrap();
+        let tokens = model.tokenize(&["a photo of a fern."]).unwrap();
+        let text = fieldclip::clip::read(model.encode_tokens(&tokens).embeds).unwrap();
+        assert_eq!((image.len(), text.len()), (proj, proj), "{name}");
+        assert!(image.iter().chain(&text).all(|v| v.is_finite()), "{name}");
+    }
 }

@@ -34,7 +34,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 async fn check_backend(backend: &str, atol: f32, logit_atol: f32) {
     let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
-    let classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), backend.into())
+    let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), backend.into(), None)
         .await
         .unwrap_or_else(|_| panic!("create on {backend}"));
     assert_eq!(classifier.backend(), backend);
@@ -64,13 +64,30 @@ async fn check_backend(backend: &str, atol: f32, logit_atol: f32) {
     assert!(worst_text <= atol, "{backend}: text embeddings differ by {worst_text}");
     assert!(worst_logit <= logit_atol, "{backend}: logits differ by {worst_logit}");
 
-    // The file path through the browser build's own decoding and preprocessing: same top-1.
+    // The file path through the browser build's own decoding and preprocessing.
     for (i, _, file) in IMAGES {
         let image = classifier.embed_image(file.to_vec()).await.unwrap_or_else(|_| panic!("embed image"));
         let want = floats(&expected["image_embeds"][i]);
         let cos: f32 = image.iter().zip(&want).map(|(a, b)| a * b).sum();
         assert!(cos >= 0.9999, "{backend}: image {i} from file, cosine {cos}");
     }
+
+    // `classify` with the oracle prompts as labels (template "{}") gives the oracle's probabilities.
+    classifier.set_labels(prompts.clone(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!("set labels"));
+    let mut worst_prob = 0.0f32;
+    for (i, _, file) in IMAGES {
+        let result = classifier.classify(file.to_vec(), 12).await.unwrap_or_else(|_| panic!("classify"));
+        let result: Value = serde_wasm_bindgen::from_value(result).unwrap();
+        let predictions = result["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), 12);
+        for p in predictions {
+            let j = prompts.iter().position(|t| t == p["label"].as_str().unwrap()).unwrap();
+            let want = expected["probs"][i][j].as_f64().unwrap() as f32;
+            worst_prob = worst_prob.max((p["probability"].as_f64().unwrap() as f32 - want).abs());
+        }
+    }
+    web_sys::console::log_1(&format!("{backend}: classify probabilities from files {worst_prob:.2e}").into());
+    assert!(worst_prob <= 1e-3, "{backend}: probabilities differ by {worst_prob}");
 }
 
 #[wasm_bindgen_test]
@@ -86,12 +103,22 @@ async fn tiny_model_on_webgpu_matches_oracle() {
 
 #[wasm_bindgen_test]
 async fn corrupt_image_and_empty_labels_are_errors_not_panics() {
-    let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into()).await.unwrap_or_else(|_| panic!());
+    let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
     assert!(classifier.classify(IMAGES[0].2.to_vec(), 5).await.is_err(), "no labels yet");
     assert!(classifier.set_labels(vec![], vec!["a photo of a {}.".into()]).await.is_err());
     assert!(classifier.set_labels(vec!["oak".into()], vec!["no placeholder".into()]).await.is_err());
     classifier.set_labels(vec!["oak".into(), "kelp".into()], vec!["a photo of a {}.".into()]).await.unwrap_or_else(|_| panic!());
     assert!(classifier.classify(b"not an image".to_vec(), 5).await.is_err());
     assert!(classifier.classify(IMAGES[0].2.to_vec(), 5).await.is_ok(), "the classifier still works");
-    assert!(Classifier::create(b"garbage".to_vec(), None, "cpu".into()).await.is_err());
+    assert!(Classifier::create(b"garbage".to_vec(), None, "cpu".into(), None).await.is_err());
+}
+
+#[wasm_bindgen_test]
+async fn loading_reports_its_steps() {
+    let steps = js_sys::Array::new();
+    let record = js_sys::Function::new_with_args("step, fraction", "this.push([step, fraction]);").bind(&steps);
+    Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), Some(record)).await.unwrap_or_else(|_| panic!());
+    let fractions: Vec<f64> = steps.iter().map(|s| js_sys::Array::from(&s).get(1).as_f64().unwrap()).collect();
+    assert!(fractions.len() >= 3, "{fractions:?}");
+    assert!(fractions.windows(2).all(|w| w[0] < w[1]) && fractions.last() == Some(&1.0), "{fractions:?}");
 }

@@ -13,6 +13,7 @@ function call(type, payload = {}, transfer = []) {
   return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
 }
 worker.onmessage = ({ data }) => {
+  if (data.progress) return showLoadProgress(data.progress);
   const p = pending.get(data.id);
   pending.delete(data.id);
   if (data.ok) p.resolve(data.value); else p.reject(new Error(data.error));
@@ -33,6 +34,13 @@ function formatBytes(n) {
 const params = new URLSearchParams(location.search);
 const weightsUrl = params.get('weights') || 'models/model.safetensors';
 $('weights-url').textContent = weightsUrl;
+
+function showLoadProgress({ step, fraction }) {
+  const bar = $('load-progress');
+  bar.hidden = fraction >= 1;
+  bar.value = fraction;
+  if (fraction < 1) setStatus($('model-status'), `${step}…`);
+}
 
 async function loadModel(weights, config, sourceName) {
   state.modelLoaded = false;
@@ -85,8 +93,7 @@ $('weights-url-button').addEventListener('click', async () => {
   }
 });
 
-$('weights-file').addEventListener('change', async (event) => {
-  const files = [...event.target.files];
+async function loadModelFiles(files) {
   const weightsFile = files.find((f) => !f.name.endsWith('.json'));
   const configFile = files.find((f) => f.name.endsWith('.json'));
   if (!weightsFile) {
@@ -97,7 +104,20 @@ $('weights-file').addEventListener('change', async (event) => {
   const weights = await weightsFile.arrayBuffer();
   const config = configFile ? await configFile.arrayBuffer() : undefined;
   await loadModel(weights, config, weightsFile.name);
+}
+
+$('weights-file').addEventListener('change', (event) => {
+  loadModelFiles([...event.target.files]);
   event.target.value = '';
+});
+// A model file can also be dropped anywhere on step 1 (a tablet with the weights on it).
+const modelSection = $('model-section');
+modelSection.addEventListener('dragover', (e) => { e.preventDefault(); modelSection.classList.add('over'); });
+modelSection.addEventListener('dragleave', () => modelSection.classList.remove('over'));
+modelSection.addEventListener('drop', (e) => {
+  e.preventDefault();
+  modelSection.classList.remove('over');
+  loadModelFiles([...e.dataTransfer.files]);
 });
 
 // ---- 2. Labels ----

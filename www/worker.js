@@ -8,7 +8,8 @@ let labels = null;
 const ready = init();
 
 async function create(backend) {
-  classifier = await Classifier.create(source.weights, source.config, backend);
+  const progress = (step, fraction) => self.postMessage({ progress: { step, fraction } });
+  classifier = await Classifier.create(source.weights, source.config, backend, progress);
   if (labels) await classifier.setLabels(labels.labels, labels.templates);
 }
 
