@@ -98,6 +98,8 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
     await writeFile(join(artifacts, 'page-768x1024.png'), await page.screenshot());
     await page.run(`document.getElementById('photos-section').scrollIntoView();`);
     await writeFile(join(artifacts, 'page-768x1024-results.png'), await page.screenshot());
+    await page.setSize(1280, 800);
+    await writeFile(join(artifacts, 'page-1280x800-results.png'), await page.screenshot());
   } finally {
     await page.close();
     await server.close();
