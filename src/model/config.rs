@@ -93,8 +93,8 @@ impl ClipConfig {
             (768, 12) => "B",
             (1024, 24) => "L",
             (1280, 32) => "H",
-            (512, 12) => "M",
-            (384, 12) => "S",
+            (1408, 40) => "g",
+            (1664, 48) => "bigG",
             _ => return format!(
                 "ViT ({} wide, {} layers, patch {}, {} px)",
                 v.transformer.width, v.transformer.layers, v.patch_size, v.image_size
