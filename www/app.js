@@ -342,6 +342,13 @@ async function runBatch(files) {
 
 $('photo-files').addEventListener('change', (e) => { classifyFiles([...e.target.files]); e.target.value = ''; });
 $('camera').addEventListener('change', (e) => { classifyFiles([...e.target.files]); e.target.value = ''; });
+// A folder: its images, in name order (other files in it, like .DS_Store, are skipped).
+$('photo-folder').addEventListener('change', (e) => {
+  const files = [...e.target.files].filter((f) => f.type.startsWith('image/'));
+  files.sort((a, b) => a.webkitRelativePath.localeCompare(b.webkitRelativePath));
+  classifyFiles(files);
+  e.target.value = '';
+});
 const zone = $('drop-zone');
 zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
 zone.addEventListener('dragleave', () => zone.classList.remove('over'));
