@@ -7,3 +7,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fieldclip-target}"
 # `wasm-pack test`; pass --release for the smallest, fastest binary (a cold build takes ~12 min).
 wasm-pack build --target web --no-typescript "${@:---dev}"
 rm -f pkg/.gitignore pkg/package.json pkg/README.md
+bash scripts/stamp-shell.sh

@@ -128,9 +128,9 @@ impl Classifier {
     }
 
     /// Sets the label list and prompt templates (each with `{}`); only prompts not seen
-    /// before are encoded.
+    /// before are encoded. Returns those newly encoded prompts (for the page to store).
     #[wasm_bindgen(js_name = setLabels)]
-    pub async fn set_labels(&mut self, labels: Vec<String>, templates: Vec<String>) -> Result<(), JsError> {
+    pub async fn set_labels(&mut self, labels: Vec<String>, templates: Vec<String>) -> Result<Vec<String>, JsError> {
         let templates: Vec<Template> =
             templates.iter().map(|t| Template::new(t)).collect::<Result<_, _>>().map_err(js_error)?;
         let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
@@ -139,14 +139,42 @@ impl Classifier {
         if !missing.is_empty() {
             let embeds = self.encode_texts(&missing).await?;
             let dim = self.model.info.config.projection_dim;
-            for (prompt, e) in missing.into_iter().zip(embeds.chunks_exact(dim)) {
-                self.prompt_cache.insert(prompt, e.to_vec());
+            for (prompt, e) in missing.iter().zip(embeds.chunks_exact(dim)) {
+                self.prompt_cache.insert(prompt.clone(), e.to_vec());
             }
         }
         let stacked: Vec<f32> = prompts.iter().flat_map(|p| self.prompt_cache[p].iter().copied()).collect();
         self.label_embeds = ensemble_labels(&stacked, self.model.info.config.projection_dim, templates.len());
         self.labels = labels;
         self.templates = templates;
+        Ok(missing)
+    }
+
+    /// The cached (unnormalised) embeddings of `prompts`, concatenated, to store on the device.
+    #[wasm_bindgen(js_name = promptEmbeddings)]
+    pub fn prompt_embeddings(&self, prompts: Vec<String>) -> Result<Vec<f32>, JsError> {
+        prompts
+            .iter()
+            .map(|p| self.prompt_cache.get(p).map(Vec::as_slice).ok_or_else(|| JsError::new(&format!("The prompt `{p}` has not been encoded."))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|rows| rows.concat())
+    }
+
+    /// Fills the prompt cache with embeddings stored by an earlier visit (same model), so
+    /// the label list is ready without running the text encoder.
+    #[wasm_bindgen(js_name = importPromptEmbeddings)]
+    pub fn import_prompt_embeddings(&mut self, prompts: Vec<String>, embeds: Vec<f32>) -> Result<(), JsError> {
+        let dim = self.model.info.config.projection_dim;
+        if embeds.len() != prompts.len() * dim {
+            return Err(JsError::new(&format!(
+                "Stored prompt embeddings do not fit this model: {} values for {} prompts of size {dim}.",
+                embeds.len(),
+                prompts.len()
+            )));
+        }
+        for (prompt, e) in prompts.into_iter().zip(embeds.chunks_exact(dim)) {
+            self.prompt_cache.insert(prompt, e.to_vec());
+        }
         Ok(())
     }
 

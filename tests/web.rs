@@ -122,3 +122,24 @@ async fn loading_reports_its_steps() {
     assert!(fractions.len() >= 3, "{fractions:?}");
     assert!(fractions.windows(2).all(|w| w[0] < w[1]) && fractions.last() == Some(&1.0), "{fractions:?}");
 }
+
+#[wasm_bindgen_test]
+async fn stored_prompt_embeddings_make_labels_ready_without_encoding() {
+    let labels: Vec<String> = vec!["oak".into(), "kelp".into(), "sea anemone".into()];
+    let templates: Vec<String> = vec!["a photo of a {}.".into(), "a field photo of a {}.".into()];
+    let mut first = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
+    let encoded = first.set_labels(labels.clone(), templates.clone()).await.unwrap_or_else(|_| panic!());
+    assert_eq!(encoded.len(), 6, "every prompt is new: {encoded:?}");
+    let stored = first.prompt_embeddings(encoded.clone()).unwrap_or_else(|_| panic!());
+    assert_eq!(stored.len(), 6 * first.embedding_size());
+
+    // A later visit: a fresh classifier fed the stored embeddings encodes nothing and agrees.
+    let mut second = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
+    assert!(second.import_prompt_embeddings(encoded[..1].to_vec(), stored.clone()).is_err(), "wrong length is refused");
+    second.import_prompt_embeddings(encoded, stored).unwrap_or_else(|_| panic!());
+    let again = second.set_labels(labels, templates).await.unwrap_or_else(|_| panic!());
+    assert!(again.is_empty(), "nothing re-encoded: {again:?}");
+    let a: Value = serde_wasm_bindgen::from_value(first.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
+    let b: Value = serde_wasm_bindgen::from_value(second.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
+    assert_eq!(a, b);
+}

@@ -1,6 +1,8 @@
-// The page: wires the controls to the model worker. Labels and file names are always put in
-// the page as text (textContent), never as HTML.
-import { download, loadStore, newId, parseImport, parseLines, saveStore } from './lists.js';
+// The page: wires the controls to the model worker and to what is kept on the device. Labels
+// and file names are always put in the page as text (textContent), never as HTML.
+import { registerServiceWorker } from './install.js';
+import { download, loadLists, newId, parseImport, parseLines, saveLists } from './lists.js';
+import { isQuotaError, openDeviceStore, sha256Hex } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -19,7 +21,10 @@ worker.onmessage = ({ data }) => {
   if (data.ok) p.resolve(data.value); else p.reject(new Error(data.error));
 };
 
-const state = { modelLoaded: false, labelsReady: false, batch: 0 };
+const state = { modelLoaded: false, labelsReady: false, modelId: null };
+const device = await openDeviceStore();
+const settings = { backend: 'auto', threshold: 30, ...(await device.get('settings').catch(() => null)) };
+const saveSettings = () => device.set('settings', settings).catch(() => {});
 
 function setStatus(el, text, isError = false) {
   el.textContent = text;
@@ -34,6 +39,8 @@ function formatBytes(n) {
 const params = new URLSearchParams(location.search);
 const weightsUrl = params.get('weights') || 'models/model.safetensors';
 $('weights-url').textContent = weightsUrl;
+$('backend').value = settings.backend;
+$('backend').addEventListener('change', () => { settings.backend = $('backend').value; saveSettings(); });
 
 function showLoadProgress({ step, fraction }) {
   const bar = $('load-progress');
@@ -42,56 +49,142 @@ function showLoadProgress({ step, fraction }) {
   if (fraction < 1) setStatus($('model-status'), `${step}…`);
 }
 
-async function loadModel(weights, config, sourceName) {
+/** Builds the model in the worker; `weights` is handed over (transferred). True when it loaded. */
+async function loadModel(weights, config, { name, sha256 }) {
   state.modelLoaded = false;
-  setStatus($('model-status'), `Building the model from ${sourceName}…`);
+  state.modelId = null;
+  setStatus($('model-status'), `Building the model from ${name}…`);
   try {
-    const { info, backend, reason } = await call('load', { weights, config, backend: $('backend').value }, [weights]);
+    const prompts = await device.getPrompts(sha256).catch(() => null);
+    const { info, backend, reason } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
     state.modelLoaded = true;
+    state.modelId = sha256;
     const params = (info.parameters / 1e6).toFixed(1);
     setStatus($('model-status'), `Loaded ${info.name}, ${params} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : 'the CPU'}: ${reason}. Now check the labels and add photos.`);
     await applyLabels();
+    renderModels();
+    return true;
   } catch (e) {
     setStatus($('model-status'), `This model could not be loaded: ${e.message}`, true);
+    return false;
   }
 }
 
-async function readWithProgress(response, total) {
+/** A writer for the model file on the device, or null with the reason shown. */
+async function openModelWriter() {
+  try {
+    return await device.modelWriter();
+  } catch (e) {
+    showSaveProblem(e);
+    return null;
+  }
+}
+
+function showSaveProblem(e) {
+  const why = isQuotaError(e)
+    ? 'there is not enough storage space on this device for it'
+    : `the browser refused (${e.message})`;
+  setStatus($('save-status'), `This model was not saved on the device: ${why}. It works until you close the page; free some space (delete models below) and load it again to keep it.`, true);
+}
+
+/** Commits a model file written while loading and remembers it for the next start. */
+async function finishSave(writer, meta) {
+  try {
+    const saved = await writer.finish(meta);
+    await device.set('lastModel', saved.id);
+    const persistent = navigator.storage.persist ? await navigator.storage.persist() : false;
+    setStatus($('save-status'), `Saved on this device: it loads at the next start without a network. ${persistent
+      ? 'The browser keeps it until you delete it.'
+      : 'The browser may still clear it if the device runs low on space (it did not grant persistent storage; installing the app usually does).'}`);
+  } catch (e) {
+    await writer.abort();
+    showSaveProblem(e);
+  }
+  renderModels();
+}
+
+async function readWithProgress(response, total, writer) {
   const reader = response.body.getReader();
   const bar = $('load-progress');
-  const chunks = [];
+  // One buffer of the announced size: the download is never held twice in memory.
+  let buffer = new Uint8Array(total || 1 << 20);
   let received = 0;
   bar.hidden = false;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (received + value.length > buffer.length) {
+      const bigger = new Uint8Array(Math.max(2 * buffer.length, received + value.length));
+      bigger.set(buffer.subarray(0, received));
+      buffer = bigger;
+    }
+    buffer.set(value, received);
     received += value.length;
+    if (writer.current) {
+      try {
+        await writer.current.write(value);
+      } catch (e) {
+        await writer.current.abort();
+        writer.current = null;
+        showSaveProblem(e);
+      }
+    }
     if (total) bar.value = received / total;
     setStatus($('model-status'), `Downloading weights: ${formatBytes(received)}${total ? ` of ${formatBytes(total)} (${Math.round((100 * received) / total)}%)` : ''}`);
   }
   bar.hidden = true;
-  const out = new Uint8Array(received);
-  let offset = 0;
-  for (const c of chunks) { out.set(c, offset); offset += c.length; }
-  return out.buffer;
+  return received === buffer.length ? buffer.buffer : buffer.slice(0, received).buffer;
 }
 
 $('weights-url-button').addEventListener('click', async () => {
+  setStatus($('save-status'), '');
+  const writer = { current: null };
   try {
     const response = await fetch(weightsUrl);
     if (!response.ok) throw new Error(`${weightsUrl} answered ${response.status} ${response.statusText}`);
-    const weights = await readWithProgress(response, Number(response.headers.get('content-length')) || 0);
+    writer.current = await openModelWriter();
+    const weights = await readWithProgress(response, Number(response.headers.get('content-length')) || 0, writer);
     let config;
     for (const name of ['open_clip_config.json', 'config.json']) {
       const r = await fetch(new URL(name, new URL(weightsUrl, location.href))).catch(() => null);
       if (r && r.ok) { config = await r.arrayBuffer(); break; }
     }
-    await loadModel(weights, config, weightsUrl);
+    await loadAndSave(weights, config, weightsUrl.split('/').pop(), writer.current);
   } catch (e) {
+    if (writer.current) await writer.current.abort();
     setStatus($('model-status'), `Could not download the weights: ${e.message}. Choose the file from this device instead.`, true);
   }
 });
+
+/** Loads a model from memory and keeps it on the device when it loaded (a bad file is not kept). */
+async function loadAndSave(weights, config, name, writer, file) {
+  setStatus($('model-status'), `Checking ${name}…`);
+  const size = weights.byteLength;
+  const sha256 = await sha256Hex(weights).catch(() => `unhashed-${Date.now()}`);
+  // The worker gets its own copy of the config; the page keeps one to store.
+  const configCopy = config ? config.slice(0) : undefined;
+  if (!(await loadModel(weights, config, { name, sha256 }))) {
+    if (writer) await writer.abort();
+    return;
+  }
+  if (file) writer = await openModelWriter();
+  if (!writer) return;
+  if (file) {
+    setStatus($('save-status'), `Saving ${name} on this device…`);
+    try {
+      const reader = file.stream().getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        await writer.write(value);
+      }
+    } catch (e) {
+      await writer.abort();
+      return showSaveProblem(e);
+    }
+  }
+  await finishSave(writer, { sha256, name, size, config: configCopy });
+}
 
 async function loadModelFiles(files) {
   const weightsFile = files.find((f) => !f.name.endsWith('.json'));
@@ -100,10 +193,26 @@ async function loadModelFiles(files) {
     setStatus($('model-status'), 'Choose the .safetensors weights file (the config file alone is not enough).', true);
     return;
   }
+  setStatus($('save-status'), '');
   setStatus($('model-status'), `Reading ${weightsFile.name} (${formatBytes(weightsFile.size)})…`);
   const weights = await weightsFile.arrayBuffer();
   const config = configFile ? await configFile.arrayBuffer() : undefined;
-  await loadModel(weights, config, weightsFile.name);
+  await loadAndSave(weights, config, weightsFile.name, null, weightsFile);
+}
+
+async function loadFromDevice(id) {
+  setStatus($('save-status'), '');
+  setStatus($('model-status'), 'Loading the model stored on this device…');
+  try {
+    const { meta, weights, config } = await device.readModel(id);
+    await device.set('lastModel', id);
+    if (await loadModel(weights, config ? config.slice(0) : undefined, meta)) {
+      setStatus($('save-status'), `${meta.name} was loaded from this device (no network needed).`);
+    }
+  } catch (e) {
+    setStatus($('model-status'), e.message, true);
+    renderModels();
+  }
 }
 
 $('weights-file').addEventListener('change', (event) => {
@@ -120,23 +229,68 @@ modelSection.addEventListener('drop', (e) => {
   loadModelFiles([...e.dataTransfer.files]);
 });
 
+async function renderModels() {
+  const models = await device.listModels().catch(() => []);
+  const list = $('model-list');
+  list.replaceChildren();
+  for (const m of models) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'model-name';
+    name.textContent = m.name + (m.id === state.modelId ? ' (in use)' : '');
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    meta.textContent = `${formatBytes(m.size)}, saved ${new Date(m.savedAt).toLocaleDateString()}`;
+    const use = document.createElement('button');
+    use.type = 'button';
+    use.textContent = 'Use';
+    use.disabled = m.id === state.modelId;
+    use.addEventListener('click', () => loadFromDevice(m.id));
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.textContent = 'Delete';
+    remove.setAttribute('aria-label', `Delete ${m.name} from this device`);
+    remove.addEventListener('click', async () => {
+      if (!confirm(`Delete ${m.name} (${formatBytes(m.size)}) from this device?`)) return;
+      await device.deleteModel(m.id);
+      if ((await device.get('lastModel')) === m.id) await device.set('lastModel', null);
+      renderModels();
+    });
+    li.append(name, meta, use, remove);
+    list.append(li);
+  }
+  if (models.length === 0) {
+    const li = document.createElement('li');
+    li.textContent = device.reason ? 'Models cannot be kept in this browser.' : 'None yet: a model you load is kept here.';
+    list.append(li);
+  }
+  $('device-models').querySelector('summary').textContent = `Models on this device (${models.length})`;
+  const usage = await device.usage().catch(() => null);
+  const persisted = navigator.storage && navigator.storage.persisted ? await navigator.storage.persisted().catch(() => false) : false;
+  $('storage-usage').textContent = usage
+    ? `This app uses ${formatBytes(usage.usage)} of the ${formatBytes(usage.quota)} the browser allows it. ${persisted
+      ? 'Storage is persistent: the browser keeps it until you delete it.'
+      : 'Storage is not persistent: the browser may clear it when the device runs low on space.'}`
+    : '';
+}
+
 // ---- 2. Labels ----
-const store = loadStore();
+const lists = await loadLists(device);
 
 function activeList() {
-  return store.lists[store.active];
+  return lists.lists[lists.active];
 }
 
 function renderLists() {
   const select = $('list-select');
   select.replaceChildren();
-  for (const [id, list] of Object.entries(store.lists)) {
+  for (const [id, list] of Object.entries(lists.lists)) {
     const option = document.createElement('option');
     option.value = id;
     option.textContent = `${list.name} (${list.labels.length})`;
     select.append(option);
   }
-  select.value = store.active;
+  select.value = lists.active;
   const list = activeList();
   $('list-name').value = list.name;
   $('labels').value = list.labels.join('\n');
@@ -147,7 +301,7 @@ let labelTimer = null;
 let labelsVersion = 0;
 async function applyLabels() {
   const list = activeList();
-  saveStore(store);
+  saveLists(device, lists);
   state.labelsReady = false;
   const version = ++labelsVersion;
   if (list.labels.length === 0) return setStatus($('labels-status'), 'The label list is empty: add at least one label, one per line.', true);
@@ -157,7 +311,8 @@ async function applyLabels() {
   if (!state.modelLoaded) return setStatus($('labels-status'), `${list.labels.length} labels. Load a model to use them.`);
   setStatus($('labels-status'), `Encoding ${list.labels.length} labels…`);
   try {
-    const { encodedPrompts } = await call('labels', { labels: list.labels, templates: list.templates });
+    const { encodedPrompts, fresh, embeds } = await call('labels', { labels: list.labels, templates: list.templates });
+    if (fresh.length && state.modelId) device.putPrompts(state.modelId, fresh, embeds).catch(() => { /* kept in memory only */ });
     if (version !== labelsVersion) return;
     state.labelsReady = true;
     setStatus($('labels-status'), `${list.labels.length} labels ready (${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
@@ -172,25 +327,26 @@ function editedList() {
   list.labels = parseLines($('labels').value);
   list.templates = parseLines($('templates').value);
   $('list-select').selectedOptions[0].textContent = `${list.name} (${list.labels.length})`;
+  saveLists(device, lists);
   clearTimeout(labelTimer);
   labelTimer = setTimeout(applyLabels, 400);
 }
 for (const id of ['list-name', 'labels', 'templates']) $(id).addEventListener('input', editedList);
 
-$('list-select').addEventListener('change', () => { store.active = $('list-select').value; renderLists(); applyLabels(); });
+$('list-select').addEventListener('change', () => { lists.active = $('list-select').value; renderLists(); applyLabels(); });
 $('list-new').addEventListener('click', () => {
-  const id = newId(store);
-  store.lists[id] = { name: 'My list', labels: [], templates: ['a photo of a {}.'] };
-  store.active = id;
+  const id = newId(lists);
+  lists.lists[id] = { name: 'My list', labels: [], templates: ['a photo of a {}.'] };
+  lists.active = id;
   renderLists();
   applyLabels();
   $('labels').focus();
 });
 $('list-delete').addEventListener('click', () => {
-  if (Object.keys(store.lists).length === 1) return setStatus($('labels-status'), 'This is the only list; edit it instead.', true);
+  if (Object.keys(lists.lists).length === 1) return setStatus($('labels-status'), 'This is the only list; edit it instead.', true);
   if (!confirm(`Delete the list "${activeList().name}"?`)) return;
-  delete store.lists[store.active];
-  store.active = Object.keys(store.lists)[0];
+  delete lists.lists[lists.active];
+  lists.active = Object.keys(lists.lists)[0];
   renderLists();
   applyLabels();
 });
@@ -200,9 +356,9 @@ $('list-import').addEventListener('change', async (event) => {
   if (!file) return;
   try {
     const list = parseImport(file.name, await file.text());
-    const id = newId(store);
-    store.lists[id] = list;
-    store.active = id;
+    const id = newId(lists);
+    lists.lists[id] = list;
+    lists.active = id;
     renderLists();
     applyLabels();
   } catch (e) {
@@ -218,18 +374,21 @@ applyLabels();
 
 // ---- 3. Photos ----
 const results = [];  // { file, predictions } per classified image, for the CSV export
+$('threshold').value = settings.threshold;
+$('threshold').addEventListener('change', () => { settings.threshold = Number($('threshold').value); saveSettings(); });
 
-function card(file) {
+/** A result card; `image` is the photo file or a stored thumbnail (Blob). */
+function card(image, fileName) {
   const li = document.createElement('li');
   li.className = 'card';
   const img = document.createElement('img');
   img.alt = '';
-  img.src = URL.createObjectURL(file);
+  img.src = URL.createObjectURL(image);
   img.style.imageOrientation = 'from-image';
   const body = document.createElement('div');
   const name = document.createElement('div');
   name.className = 'name';
-  name.textContent = file.name || 'pasted image';
+  name.textContent = fileName || 'pasted image';
   const meta = document.createElement('div');
   meta.className = 'meta';
   meta.textContent = 'waiting…';
@@ -241,7 +400,7 @@ function card(file) {
 }
 
 function showPredictions(view, result, backend) {
-  view.meta.textContent = `${Math.round(result.ms)} ms on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}`;
+  view.meta.textContent = `${Math.round(result.ms)} ms on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}${result.at ? `, ${new Date(result.at).toLocaleString()}` : ''}`;
   const threshold = Number($('threshold').value) / 100;
   if (result.predictions[0].probability < threshold) {
     const badge = document.createElement('span');
@@ -293,6 +452,7 @@ $('export-csv').addEventListener('click', () => {
 });
 $('clear-results').addEventListener('click', () => {
   results.length = 0;
+  device.clearResults().catch(() => {});
   for (const img of $('results').querySelectorAll('img')) URL.revokeObjectURL(img.src);
   $('results').replaceChildren();
   $('export-csv').disabled = $('clear-results').disabled = true;
@@ -320,13 +480,14 @@ async function runBatch(files) {
   let done = 0;
   for (const file of files) {
     if (cancelled) break;
-    const view = card(file);
+    const view = card(file, file.name);
     try {
       const bytes = await file.arrayBuffer();
       const result = await call('classify', { bytes, topK: 5 }, [bytes]);
       if (result.switchedToCpu) setStatus($('model-status'), `WebGPU stopped working (${result.switchedToCpu}); the model now runs on the CPU.`, true);
       showPredictions(view, result, result.backend);
       results.push({ file: file.name, predictions: result.predictions });
+      keepResult(file, result);
     } catch (e) {
       showError(view, e.message);
     }
@@ -355,3 +516,57 @@ zone.addEventListener('dragleave', () => zone.classList.remove('over'));
 zone.addEventListener('drop', (e) => { e.preventDefault(); zone.classList.remove('over'); classifyFiles([...e.dataTransfer.files]); });
 zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('photo-files').click(); } });
 document.addEventListener('paste', (e) => classifyFiles([...e.clipboardData.files]));
+
+/** A small JPEG of the photo (EXIF-oriented, centre-cropped square) to show with stored results. */
+async function thumbnail(file, size = 192) {
+  const bitmap = await createImageBitmap(file);
+  const side = Math.min(bitmap.width, bitmap.height);
+  const canvas = new OffscreenCanvas(size, size);
+  canvas.getContext('2d').drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, size, size);
+  bitmap.close();
+  return canvas.convertToBlob({ type: 'image/jpeg', quality: 0.8 });
+}
+
+/** Stores a result so it is still there after a reload, offline. */
+async function keepResult(file, result) {
+  try {
+    const thumb = await thumbnail(file);
+    await device.addResult({ name: file.name, thumb, predictions: result.predictions, ms: result.ms, backend: result.backend, at: Date.now() });
+  } catch { /* the result stays on the page for this visit */ }
+}
+
+async function restoreResults() {
+  const stored = await device.getResults().catch(() => []);
+  for (const r of stored) {
+    showPredictions(card(r.thumb, r.name), r, r.backend);
+    results.push({ file: r.name, predictions: r.predictions });
+  }
+  $('export-csv').disabled = $('clear-results').disabled = results.length === 0;
+  if (stored.length) setStatus($('batch-status'), `${stored.length} results from earlier are shown below.`);
+}
+
+// ---- Start-up: what is on the device, then the offline app shell ----
+if (device.reason) {
+  const warning = $('storage-warning');
+  warning.hidden = false;
+  warning.textContent = `This browser does not let the page keep anything (${device.reason}; private browsing?). Everything works, but models, lists and results are gone when you close the page.`;
+}
+await restoreResults();
+renderModels();
+const lastModel = await device.get('lastModel').catch(() => null);
+if (lastModel) loadFromDevice(lastModel);
+
+function showOnline() {
+  $('offline-status').textContent = navigator.onLine ? '' : 'You are offline: everything on this page keeps working.';
+}
+window.addEventListener('online', showOnline);
+window.addEventListener('offline', showOnline);
+showOnline();
+registerServiceWorker({
+  onOfflineReady: () => { $('offline-status').textContent ||= 'Ready to work offline.'; },
+  onUpdate: (apply) => {
+    $('update-banner').hidden = false;
+    $('update-reload').onclick = apply;
+  },
+  onVersion: (version) => { $('app-version').textContent = `version ${version}`; },
+}).then((problem) => { if (problem) $('offline-status').textContent = problem; });

@@ -1,8 +1,10 @@
-// The user's label lists, kept in localStorage: presets are copied in on first use and can be
-// edited like any other list. Import/export as .txt (one label a line) or .json.
+// The user's label lists, kept on the device (www/storage.js): presets are copied in on first
+// use and can be edited like any other list. Import/export as .txt (one label a line) or .json.
 import { PRESETS } from './presets.js';
 
-const KEY = 'fieldclip.lists.v1';
+const KEY = 'lists';
+// Where the first version of the page kept the lists; moved over once.
+const LEGACY_KEY = 'fieldclip.lists.v1';
 
 function seed() {
   const lists = {};
@@ -10,18 +12,30 @@ function seed() {
   return { active: 'plants', lists };
 }
 
-export function loadStore() {
+const valid = (lists) => lists && lists.lists && Object.keys(lists.lists).length && lists.lists[lists.active];
+
+export async function loadLists(device) {
   try {
-    const store = JSON.parse(localStorage.getItem(KEY));
-    if (store && store.lists && Object.keys(store.lists).length) return store;
+    const lists = await device.get(KEY);
+    if (valid(lists)) return lists;
+    const legacy = JSON.parse(localStorage.getItem(LEGACY_KEY));
+    if (valid(legacy)) {
+      await device.set(KEY, legacy);
+      localStorage.removeItem(LEGACY_KEY);
+      return legacy;
+    }
   } catch { /* fall through to the presets */ }
   return seed();
 }
 
-export function saveStore(store) {
+/** Saves the lists; false when the device refused (full or unavailable). */
+export async function saveLists(device, lists) {
   try {
-    localStorage.setItem(KEY, JSON.stringify(store));
-  } catch { /* storage full or unavailable: the lists still work for this visit */ }
+    await device.set(KEY, lists);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function newId(store) {

@@ -10,7 +10,18 @@ const ready = init();
 async function create(backend) {
   const progress = (step, fraction) => self.postMessage({ progress: { step, fraction } });
   classifier = await Classifier.create(source.weights, source.config, backend, progress);
+  if (source.prompts) classifier.importPromptEmbeddings(source.prompts.prompts, source.prompts.embeds);
   if (labels) await classifier.setLabels(labels.labels, labels.templates);
+}
+
+/** Stored prompt embeddings (one Float32Array a prompt) → one flat array, or null if none fit. */
+function storedPrompts(stored) {
+  if (!stored || stored.prompts.length === 0) return null;
+  const dim = stored.embeds[0].length;
+  if (stored.embeds.some((e) => e.length !== dim)) return null;
+  const embeds = new Float32Array(dim * stored.embeds.length);
+  stored.embeds.forEach((e, i) => embeds.set(e, i * dim));
+  return { prompts: stored.prompts, embeds };
 }
 
 /** Errors about the input itself; anything else on WebGPU is treated as a lost device. */
@@ -23,15 +34,24 @@ async function handle(msg) {
     case 'load': {
       classifier = null;
       labels = null;
-      source = { weights: new Uint8Array(msg.weights), config: msg.config ? new Uint8Array(msg.config) : undefined };
-      await create(msg.backend);
-      return { info: classifier.info(), backend: classifier.backend, reason: classifier.backendReason };
+      source = { weights: new Uint8Array(msg.weights), config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
+      try {
+        await create(msg.backend);
+      } catch (e) {
+        // Embeddings stored for another model size are dropped, not fatal.
+        if (!source.prompts || !/Stored prompt embeddings/.test(String(e && e.message))) throw e;
+        source.prompts = null;
+        await create(msg.backend);
+      }
+      return { info: classifier.info(), backend: classifier.backend, reason: classifier.backendReason, cachedPrompts: classifier.encodedPrompts };
     }
-    case 'labels':
+    case 'labels': {
       need();
-      await classifier.setLabels(msg.labels, msg.templates);
+      const fresh = await classifier.setLabels(msg.labels, msg.templates);
       labels = { labels: msg.labels, templates: msg.templates };
-      return { encodedPrompts: classifier.encodedPrompts };
+      const embeds = fresh.length ? classifier.promptEmbeddings(fresh) : null;
+      return { encodedPrompts: classifier.encodedPrompts, fresh, embeds };
+    }
     case 'classify': {
       need();
       const bytes = new Uint8Array(msg.bytes);

@@ -11,9 +11,11 @@ const TYPES = {
   '.svg': 'image/svg+xml', '.webmanifest': 'application/manifest+json',
 };
 
-/** Serves `root` on 127.0.0.1 at a free port. */
-export async function serve(root) {
+/** Serves `root` on 127.0.0.1 at `port` (default: a free one); `requests` lists the paths asked for. */
+export async function serve(root, port = 0) {
+  const requests = [];
   const server = createServer(async (req, res) => {
+    requests.push(req.url);
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     let file = join(root, path);
     try {
@@ -25,8 +27,13 @@ export async function serve(root) {
       res.writeHead(404).end('not found');
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    port: server.address().port,
+    requests,
+    close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
+  };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -68,6 +75,8 @@ export async function browser({ width = 768, height = 1024 } = {}) {
     }),
     /** Sets the files of an <input type=file>. */
     upload: async (css, paths) => request('POST', `${s}/element/${await find(css)}/value`, { text: paths.join('\n') }),
+    /** A Chrome DevTools Protocol command (chromedriver's vendor endpoint). */
+    cdp: (cmd, params = {}) => request('POST', `${s}/goog/cdp/execute`, { cmd, params }),
     screenshot: async () => Buffer.from(await request('GET', `${s}/screenshot`), 'base64'),
     setSize: (w, h) => request('POST', `${s}/window/rect`, { width: w, height: h }),
     async waitFor(script, what, timeoutMs = 120000) {

@@ -1,0 +1,173 @@
+// End-to-end: the page as an offline app. A copy of the site (with the tiny oracle model under
+// models/) is served; each test gets a fresh Chromium profile.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { appendFile, cp, mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { browser, serve } from './webdriver.mjs';
+
+const root = resolve(import.meta.dirname, '../..');
+const data = (p) => join(root, 'tests/data', p);
+const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee_alpha.png'];
+
+/** The deployable site (what a static host would serve) plus the tiny model at models/. */
+async function makeSite() {
+  const site = await mkdtemp(join(tmpdir(), 'fieldclip-site-'));
+  for (const f of ['index.html', 'manifest.webmanifest', 'sw.js', 'icons', 'www', 'pkg']) await cp(join(root, f), join(site, f), { recursive: true });
+  await mkdir(join(site, 'models'));
+  await cp(data('tiny/model.safetensors'), join(site, 'models/model.safetensors'));
+  await cp(data('tiny/config.json'), join(site, 'models/config.json'));
+  return site;
+}
+
+const text = (id) => `return document.getElementById('${id}').textContent;`;
+
+async function waitForServiceWorker(page) {
+  return page.waitFor(`return navigator.serviceWorker.controller && /^version /.test(document.getElementById('app-version').textContent)
+    && document.getElementById('app-version').textContent;`, 'the service worker to control the page');
+}
+
+async function loadModelFromUrl(page) {
+  await page.run(`document.getElementById('weights-url-button').click();`);
+  const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|Could not/.test(t) && t;`, 'the model');
+  assert.match(status, /Loaded ViT .*1\.9 M parameters/, status);
+}
+
+async function useOracleLabels(page, labels) {
+  await page.run(`
+    const [labels] = arguments;
+    document.getElementById('labels').value = labels.join('\\n');
+    document.getElementById('templates').value = '{}';
+    document.getElementById('templates').dispatchEvent(new Event('input'));`, labels);
+  await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
+}
+
+/** Classifies the photos and returns name → [{label, probability}] of their new cards. */
+async function classify(page, names) {
+  const before = await page.run(`return document.querySelectorAll('#results .card').length;`);
+  await page.upload('#photo-files', names.map((n) => data(`images/${n}`)));
+  return page.waitFor(`
+    const [count] = arguments;
+    const cards = [...document.querySelectorAll('#results .card')].slice(0, count);
+    if (document.querySelectorAll('#results .card').length < ${before} + count || cards.some((c) => c.querySelector('.meta').textContent === 'waiting…')) return null;
+    return Object.fromEntries(cards.map((c) => [c.querySelector('.name').textContent,
+      [...c.querySelectorAll('.pred')].map((p) => ({ label: p.querySelector('.label').textContent, probability: Number(p.dataset.probability) }))]));`.replace('arguments', `[${names.length}]`), 'result cards');
+}
+
+function assertMatchesOracle(cards, expected, labels) {
+  for (const name of PHOTOS) {
+    const index = expected.images.findIndex((i) => i.file === `images/${name}`);
+    assert.equal(cards[name].length, 5, name);
+    for (const p of cards[name]) {
+      const want = expected.probs[index][labels.indexOf(p.label)];
+      assert.ok(Math.abs(p.probability - want) <= 1e-3, `${name} / ${p.label}: shown ${p.probability}, oracle ${want}`);
+    }
+  }
+}
+
+test('after one online visit, the page, model, lists and results come back offline', { timeout: 600000 }, async () => {
+  const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
+  const labels = expected.prompts.map((p) => p.text);
+  const site = await makeSite();
+  const server = await serve(site);
+  const page = await browser();
+  let tripwire;
+  try {
+    await page.goto(server.url);
+    await waitForServiceWorker(page);
+    await loadModelFromUrl(page);
+    assert.match(await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'saving'), /^Saved on this device/);
+    await useOracleLabels(page, labels);
+    const online = await classify(page, PHOTOS);
+    assertMatchesOracle(online, expected, labels);
+
+    // Cut the network: the server is gone (a listener on its port records any request that
+    // still arrives) and the browser is offline.
+    await server.close();
+    tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), server.port);
+    await page.cdp('Network.enable');
+    await page.cdp('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await page.goto(server.url);
+    const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|failed/.test(t) && t;`, 'the stored model');
+    assert.match(status, /Loaded ViT/, status);
+    assert.match(await page.run(text('save-status')), /loaded from this device/);
+    assert.match(await page.run(text('offline-status')), /offline/);
+    assert.equal(await page.run(`return document.getElementById('labels').value;`), labels.join('\n'), 'the label list came back');
+    await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
+    assert.equal(await page.run(`return document.querySelectorAll('#results .card').length;`), PHOTOS.length, 'the last results came back');
+
+    const offline = await classify(page, PHOTOS);
+    for (const name of PHOTOS) {
+      for (const [i, p] of offline[name].entries()) {
+        assert.equal(p.label, online[name][i].label, `${name} rank ${i + 1}`);
+        assert.ok(Math.abs(p.probability - online[name][i].probability) <= 1e-6, `${name} / ${p.label}: ${p.probability} offline, ${online[name][i].probability} online`);
+      }
+    }
+    // The browser's own service-worker update check may try sw.js and its file list; the
+    // page itself asks for nothing.
+    const leaked = tripwire.requests.filter((url) => !/^\/(sw\.js|pkg\/shell\.js)$/.test(url));
+    assert.deepEqual(leaked, [], 'requests that left the page while offline');
+
+    // A stored model whose bytes changed is removed and the user is told.
+    await page.run(`
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
+      for await (const handle of dir.values()) {
+        const w = await handle.createWritable({ keepExistingData: true });
+        await w.write({ type: 'write', position: 1000, data: new Uint8Array([1, 2, 3, 4]) });
+        await w.close();
+      }`);
+    await page.goto(server.url);
+    const broken = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /integrity|Loaded/.test(t) && t;`, 'the integrity check');
+    assert.match(broken, /failed its integrity check .* removed/, broken);
+    await page.waitFor(`return /\\(0\\)$/.test(document.querySelector('#device-models summary').textContent);`, 'the model list to be empty');
+  } finally {
+    await page.close();
+    await (tripwire || server).close();
+  }
+});
+
+test('a full device: the model is not saved, says so, and still classifies', { timeout: 600000 }, async () => {
+  const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
+  const labels = expected.prompts.map((p) => p.text);
+  const server = await serve(await makeSite());
+  const page = await browser();
+  try {
+    await page.goto(server.url);
+    // 2 MB for the whole origin: the 7.5 MB model cannot be written.
+    await page.cdp('Storage.overrideQuotaForOrigin', { origin: server.url.replace(/\/$/, ''), quotaSize: 2e6 });
+    await loadModelFromUrl(page);
+    const saved = await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'the save to fail');
+    assert.match(saved, /not saved on the device: there is not enough storage space/, saved);
+    await useOracleLabels(page, labels);
+    assertMatchesOracle(await classify(page, PHOTOS), expected, labels);
+    assert.match(await page.run(`return document.querySelector('#device-models summary').textContent;`), /\(0\)$/);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('a new deploy is announced and taken on reload', { timeout: 300000 }, async () => {
+  const site = await makeSite();
+  const server = await serve(site);
+  const page = await browser();
+  try {
+    await page.goto(server.url);
+    const first = await waitForServiceWorker(page);
+    await appendFile(join(site, 'www/style.css'), '\n/* a new deploy */\n');
+    execFileSync('bash', [join(root, 'scripts/stamp-shell.sh'), site]);
+    await page.goto(server.url);
+    await page.waitFor(`return !document.getElementById('update-banner').hidden;`, 'the update banner');
+    assert.equal(await page.run(text('app-version')), first, 'the old version serves until the user switches');
+    await page.run(`document.getElementById('update-reload').click();`);
+    const second = await page.waitFor(`const v = document.getElementById('app-version').textContent;
+      return v && v !== arguments[0] && document.getElementById('update-banner').hidden && v;`.replace('arguments[0]', JSON.stringify(first)), 'the new version');
+    assert.notEqual(second, first);
+    assert.ok((await readFile(join(site, 'pkg/shell.js'), 'utf8')).includes(second.replace('version ', '')), `${second} is the stamped version`);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
