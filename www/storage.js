@@ -188,7 +188,7 @@ class MemoryStore {
   async get(key) { return this.kv.get(key); }
   async set(key, value) { this.kv.set(key, value); }
   async listModels() { return []; }
-  async modelWriter() { throw new Error(`this browser does not let the page store files (${this.reason})`); }
+  async modelWriter() { throw new Error('it allows this page no storage'); }
   async readModel() { throw new Error('No model is stored on this device.'); }
   async deleteModel() {}
   async getPrompts(modelId) {

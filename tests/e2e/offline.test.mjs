@@ -171,3 +171,27 @@ test('a new deploy is announced and taken on reload', { timeout: 300000 }, async
     await server.close();
   }
 });
+
+test('where the browser allows no storage, the page works and says nothing is kept', { timeout: 300000 }, async () => {
+  const server = await serve(await makeSite());
+  const page = await browser();
+  try {
+    // What some private modes do: IndexedDB refuses to open.
+    await page.cdp('Page.enable');
+    await page.cdp('Page.addScriptToEvaluateOnNewDocument', {
+      source: `Object.defineProperty(window, 'indexedDB', { get() { throw new DOMException('The user denied permission to access the database.', 'SecurityError'); } });`,
+    });
+    await page.goto(server.url);
+    const warning = await page.waitFor(`const w = document.getElementById('storage-warning'); return !w.hidden && w.textContent;`, 'the storage warning');
+    assert.match(warning, /does not let the page keep anything .*denied permission.* Everything works/, warning);
+    await loadModelFromUrl(page);
+    assert.match(await page.run(text('save-status')), /not saved on the device: the browser refused \(it allows this page no storage\)/);
+    await page.waitFor(`return /labels ready/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
+    await page.upload('#photo-files', [data('images/chelsea.png')]);
+    const shown = await page.waitFor(`const c = document.querySelector('#results .card'); return c && c.querySelectorAll('.pred').length;`, 'a result');
+    assert.equal(shown, 5);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
