@@ -176,12 +176,20 @@ pub struct Prediction {
 /// Logits `scale · cos` and softmax probabilities of one image against every label, best
 /// first. Both embeddings must already be L2-normalised.
 pub fn classify(image_embed: &[f32], label_embeds: &[f32], labels: &[String], scale: f32) -> Vec<Prediction> {
-    let dim = image_embed.len();
-    let logits: Vec<f32> = label_embeds
-        .chunks_exact(dim)
+    predictions(labels, &zero_shot_logits(image_embed, label_embeds, scale))
+}
+
+/// `scale · cos` of one image against every label, in label order (normalised embeddings).
+pub fn zero_shot_logits(image_embed: &[f32], label_embeds: &[f32], scale: f32) -> Vec<f32> {
+    label_embeds
+        .chunks_exact(image_embed.len())
         .map(|l| scale * l.iter().zip(image_embed).map(|(a, b)| a * b).sum::<f32>())
-        .collect();
-    let probs = softmax(&logits);
+        .collect()
+}
+
+/// Each label's logit and softmax probability, best first.
+pub fn predictions(labels: &[String], logits: &[f32]) -> Vec<Prediction> {
+    let probs = softmax(logits);
     let mut out: Vec<Prediction> = labels
         .iter()
         .zip(logits.iter().zip(probs))

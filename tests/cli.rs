@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 fn fieldclip(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fieldclip")).args(args).output().expect("run fieldclip");
@@ -85,4 +87,227 @@ fn tokenize_and_inspect() {
     let (code, _, stderr) = fieldclip(&["inspect", "--weights", &path("images/coffee.jpg")]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not a safetensors file"), "{stderr}");
+}
+
+/// A fresh, empty folder for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fieldclip-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Copies one of tests/data/images to `to`, making its folder.
+fn copy_image(image: &str, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(data(&format!("images/{image}")), to).unwrap();
+}
+
+/// The oracle's embedding of one of tests/data/images.
+fn oracle_embedding(expected: &Value, image: &str) -> Vec<f32> {
+    let row =
+        expected["images"].as_array().unwrap().iter().position(|i| i["file"] == format!("images/{image}")).unwrap();
+    floats(&expected["image_embeds"][row])
+}
+
+fn string(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Names of `search --json` hits and their scores.
+fn hits(stdout: &str) -> Vec<(String, f32)> {
+    let out: Value = serde_json::from_str(stdout).unwrap();
+    let hits = out.as_array().unwrap();
+    for (i, h) in hits.iter().enumerate() {
+        assert_eq!(h["rank"], i + 1);
+    }
+    hits.iter().map(|h| (h["name"].as_str().unwrap().to_string(), h["score"].as_f64().unwrap() as f32)).collect()
+}
+
+#[test]
+fn index_skips_broken_files_and_repeated_content_and_search_finds_by_text_and_by_photo() {
+    let expected = json("tiny/expected.json");
+    let dir = temp_dir("index");
+    let photos = dir.join("photos");
+    copy_image("astronaut.jpg", &photos.join("astronaut.jpg"));
+    copy_image("coffee.jpg", &photos.join("coffee.jpg"));
+    copy_image("chelsea.png", &photos.join("cats/chelsea.png"));
+    copy_image("chelsea.png", &photos.join("cats/same-cat.png"));
+    std::fs::write(photos.join("broken.jpg"), b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
+    std::fs::write(photos.join("notes.txt"), "not a photo").unwrap();
+    let (weights, gallery) = (path("tiny/model.safetensors"), dir.join("gallery.json"));
+    let index_args = ["index", "--weights", &weights, &string(&photos), "-o", &string(&gallery)];
+
+    let (code, _, stderr) = fieldclip(&index_args);
+    assert_eq!(code, 1, "a broken file makes the exit code 1: {stderr}");
+    assert!(stderr.contains("broken.jpg") && stderr.contains("could not be decoded"), "{stderr}");
+    assert!(stderr.contains("same-cat.png: same content as "), "{stderr}");
+    assert!(stderr.contains("3 photos added"), "{stderr}");
+    let index: Value = serde_json::from_slice(&std::fs::read(&gallery).unwrap()).unwrap();
+    assert_eq!(index["format"], 1);
+    assert_eq!(index["dim"], 32);
+    let entries = index["entries"].as_array().unwrap();
+    let indexed =
+        [("astronaut.jpg", "astronaut.jpg"), ("cats/chelsea.png", "chelsea.png"), ("coffee.jpg", "coffee.jpg")];
+    assert_eq!(entries.len(), indexed.len());
+    for (entry, (name, image)) in entries.iter().zip(indexed) {
+        assert_eq!(entry["name"], string(&photos.join(name)));
+        let sha256: String =
+            Sha256::digest(read(&format!("images/{image}"))).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(entry["sha256"], sha256);
+        assert!(cosine(&floats(&entry["embedding"]), &oracle_embedding(&expected, image)) >= 0.9999);
+    }
+
+    let (code, _, stderr) = fieldclip(&index_args);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("0 photos added") && stderr.contains("holds 3"), "indexing again adds nothing: {stderr}");
+
+    // The indexed names by cosine similarity of the oracle's embeddings to `query`, best first.
+    let ranking = |query: &[f32]| {
+        let mut ranked: Vec<(String, f32)> = indexed
+            .iter()
+            .map(|(name, image)| (string(&photos.join(name)), cosine(query, &oracle_embedding(&expected, image))))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked
+    };
+    // By text.
+    let text = expected["prompts"][2]["text"].as_str().unwrap();
+    let gallery = string(&gallery);
+    let (code, stdout, stderr) =
+        fieldclip(&["search", "--index", &gallery, "--weights", &weights, "--text", text, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let reference = ranking(&floats(&expected["text_embeds"][2]));
+    let found = hits(&stdout);
+    assert_eq!(found.iter().map(|h| &h.0).collect::<Vec<_>>(), reference.iter().map(|h| &h.0).collect::<Vec<_>>());
+    assert!(found.iter().zip(&reference).all(|(a, b)| (a.1 - b.1).abs() < 1e-3), "{found:?} vs {reference:?}");
+
+    // By a photo already in the gallery (the original of a copy): found by its content, no
+    // weights needed, itself first.
+    let (code, stdout, stderr) =
+        fieldclip(&["search", "--index", &gallery, "--image", &path("images/chelsea.png"), "-k", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows[0], "rank    score  name");
+    assert_eq!(rows[1], format!("   1   1.0000  {}", photos.join("cats/chelsea.png").display()));
+
+    // By a new photo: embedded with the weights.
+    let photo = path("images/camera_gray.png");
+    let (code, stdout, stderr) =
+        fieldclip(&["search", "--index", &gallery, "--weights", &weights, "--image", &photo, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let reference = ranking(&oracle_embedding(&expected, "camera_gray.png"));
+    let found = hits(&stdout);
+    assert_eq!(found.iter().map(|h| &h.0).collect::<Vec<_>>(), reference.iter().map(|h| &h.0).collect::<Vec<_>>());
+
+    let (code, _, stderr) = fieldclip(&["search", "--index", &gallery, "--image", &photo]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("camera_gray.png is not in the gallery: --weights is needed to embed it"), "{stderr}");
+    let (code, _, stderr) =
+        fieldclip(&["search", "--index", &gallery, "--weights", &path("openclip_tiny"), "--text", "a cat"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("was made with the model `ViT (64 wide, 2 layers, patch 32, 224 px) "), "{stderr}");
+
+    let empty = dir.join("empty.json");
+    std::fs::write(
+        &empty,
+        serde_json::json!({"format": 1, "model": index["model"], "dim": 32, "entries": []}).to_string(),
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        fieldclip(&["search", "--index", &string(&empty), "--weights", &weights, "--text", "a cat"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("The gallery is empty: add some photos to it first."), "{stderr}");
+}
+
+#[test]
+fn adapt_learns_two_classes_from_examples_and_classify_uses_the_adapter() {
+    let expected = json("tiny/expected.json");
+    let prompt = |i: usize| expected["prompts"][i]["text"].as_str().unwrap().to_string();
+    // Two groups of photos the random tiny model sees as alike (see tests/adapter.rs), named by
+    // two prompts; camera_gray.png, of the first group, is held out to be classified.
+    let labels = [prompt(0), prompt(5)];
+    let groups = [
+        vec!["coffee_alpha.png", "logo_rgba.png", "ihc_tall.png"],
+        vec!["astronaut_wide.png", "chelsea_small.png", "coffee.jpg", "rocket.jpg"],
+    ];
+    let dir = temp_dir("adapt");
+    let examples = dir.join("examples");
+    for (label, group) in labels.iter().zip(&groups) {
+        for image in group {
+            copy_image(image, &examples.join(label).join(image));
+        }
+    }
+    let labels_file = dir.join("labels.txt");
+    std::fs::write(&labels_file, format!("{}\n{}\n", labels[0], labels[1])).unwrap();
+    let (weights, adapter_file) = (path("tiny/model.safetensors"), string(&dir.join("adapter.json")));
+    let adapt = |labels_file: &Path, extra: &[&str]| {
+        let (labels_file, examples) = (string(labels_file), string(&examples));
+        let mut args = vec!["adapt", "--weights", &weights, "--labels", &labels_file, "--examples", &examples];
+        args.extend(["-o", &adapter_file, "--template", "{}"]);
+        args.extend(extra);
+        fieldclip(&args)
+    };
+
+    let (code, stdout, stderr) = adapt(&labels_file, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let label_embeds = vec![floats(&expected["text_embeds"][0]), floats(&expected["text_embeds"][5])];
+    let scale = expected["logit_scale_exp"].as_f64().unwrap() as f32;
+    let reference_examples: Vec<(Vec<f32>, usize)> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(label, group)| group.iter().map(move |image| (label, *image)))
+        .map(|(label, image)| (oracle_embedding(&expected, image), label))
+        .collect();
+    let (zero_shot, adapted) = tip_adapter_leave_one_out(&reference_examples, &label_embeds, scale, 1.0, 5.5);
+    eprintln!("leave-one-out on 7: zero-shot {zero_shot}/7, Tip-Adapter {adapted}/7");
+    assert!(adapted > zero_shot);
+    assert!(
+        stdout.contains(&format!("zero-shot {zero_shot}/7")) && stdout.contains(&format!("adapted {adapted}/7")),
+        "{stdout}"
+    );
+
+    let adapter: Value = serde_json::from_slice(&std::fs::read(&adapter_file).unwrap()).unwrap();
+    assert_eq!(adapter["labels"], serde_json::json!(labels));
+    assert_eq!(adapter["templates"], serde_json::json!(["{}"]));
+    assert_eq!((adapter["alpha"].as_f64(), adapter["beta"].as_f64()), (Some(1.0), Some(5.5)));
+    assert_eq!(adapter["key_labels"], serde_json::json!([0, 0, 0, 1, 1, 1, 1]));
+    assert!(adapter["probe"].is_null());
+
+    // camera_gray.png: zero-shot wrong, the adapter (labels and template from the file) right,
+    // with the probability of the reference Tip-Adapter logits.
+    let photo = path("images/camera_gray.png");
+    let classify =
+        |options: &[&str]| fieldclip(&[&["classify", "--weights", &weights, "--json"], options, &[&photo]].concat());
+    let (code, stdout, stderr) = classify(&["--template", "{}", "--label", &labels[0], "--label", &labels[1]]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out[0]["predictions"][0]["label"], labels[1].as_str(), "zero-shot is wrong");
+    let (code, stdout, stderr) = classify(&["--adapter", &adapter_file]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let best = &out[0]["predictions"][0];
+    assert_eq!(best["label"], labels[0].as_str(), "adapted is right");
+    let photo_embedding = oracle_embedding(&expected, "camera_gray.png");
+    let logits = tip_adapter_logits(&photo_embedding, &label_embeds, &reference_examples, scale, 1.0, 5.5);
+    let probability = 1.0 / (1.0 + (logits[1] - logits[0]).exp());
+    assert!((best["probability"].as_f64().unwrap() as f32 - probability).abs() < 1e-3, "{best} vs {probability}");
+
+    let (code, _, stderr) = classify(&["--adapter", &adapter_file, "--label", "oak", "--label", "beech"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("do not match the adapter's"), "{stderr}");
+
+    let (code, stdout, stderr) = adapt(&labels_file, &["--probe", "--blend", "0.4"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("zero-shot {zero_shot}/7")), "{stdout}");
+    let adapter: Value = serde_json::from_slice(&std::fs::read(&adapter_file).unwrap()).unwrap();
+    assert_eq!(adapter["probe"]["blend"].as_f64(), Some(0.4), "the shortest decimal of the f32");
+    assert_eq!(adapter["probe"]["weights"].as_array().unwrap().len(), 2);
+
+    let with_logo = dir.join("labels-with-logo.txt");
+    std::fs::write(&with_logo, format!("{}\n{}\na logo.\n", labels[0], labels[1])).unwrap();
+    let (code, _, stderr) = adapt(&with_logo, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("The class `a logo.` has no labelled examples"), "{stderr}");
 }

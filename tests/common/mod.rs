@@ -57,3 +57,45 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
 }
+
+/// Tip-Adapter's logits written out from its formula, as a reference:
+/// `scale·f·Wᵀ + α·Σ_keys exp(−β(1 − f·key))·onehot(key's label)`, in f64.
+pub fn tip_adapter_logits(
+    image: &[f32],
+    label_embeds: &[Vec<f32>],
+    keys: &[(Vec<f32>, usize)],
+    scale: f32,
+    alpha: f32,
+    beta: f32,
+) -> Vec<f32> {
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>();
+    (0..label_embeds.len())
+        .map(|c| {
+            let cache: f64 = keys
+                .iter()
+                .filter(|(_, label)| *label == c)
+                .map(|(key, _)| (-(beta as f64) * (1.0 - dot(image, key))).exp())
+                .sum();
+            (scale as f64 * dot(image, &label_embeds[c]) + alpha as f64 * cache) as f32
+        })
+        .collect()
+}
+
+/// Leave-one-out of the reference: (zero-shot correct, Tip-Adapter correct) over `examples`.
+pub fn tip_adapter_leave_one_out(
+    examples: &[(Vec<f32>, usize)],
+    label_embeds: &[Vec<f32>],
+    scale: f32,
+    alpha: f32,
+    beta: f32,
+) -> (usize, usize) {
+    let mut correct = (0, 0);
+    for (i, (image, label)) in examples.iter().enumerate() {
+        let others: Vec<(Vec<f32>, usize)> =
+            examples.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, e)| e.clone()).collect();
+        correct.0 += usize::from(argmax(&tip_adapter_logits(image, label_embeds, &[], scale, 0.0, beta)) == *label);
+        correct.1 +=
+            usize::from(argmax(&tip_adapter_logits(image, label_embeds, &others, scale, alpha, beta)) == *label);
+    }
+    correct
+}

@@ -1,0 +1,133 @@
+//! Searching a gallery of photo embeddings by a text or photo embedding: exact cosine ranking
+//! (one matrix–vector product), and the gallery file the command line keeps.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// One gallery row found for a query: its row index and cosine similarity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub index: usize,
+    pub score: f32,
+}
+
+/// Best first; equal scores keep the lower index first, so results do not depend on the sort.
+fn best_first(a: &Hit, b: &Hit) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// The `k` rows of `matrix` (row-major `[rows, dim]`) most cosine-similar to `query`, best
+/// first, by brute force. A zero row scores 0. Panics if `matrix` is not whole rows of `dim`.
+pub fn rank(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Result<Vec<Hit>, Error> {
+    assert!(dim > 0 && matrix.len().is_multiple_of(dim), "the matrix is not whole rows of {dim}");
+    if matrix.is_empty() {
+        return Err(Error::EmptyGallery);
+    }
+    if query.len() != dim {
+        return Err(Error::DimensionMismatch { what: "gallery", expected: query.len(), found: dim });
+    }
+    let query_norm = norm(query);
+    let mut hits: Vec<Hit> = matrix
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(index, row)| {
+            let denominator = query_norm * norm(row);
+            let dot: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+            Hit { index, score: if denominator > 0.0 { dot / denominator } else { 0.0 } }
+        })
+        .collect();
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    if k < hits.len() {
+        hits.select_nth_unstable_by(k - 1, best_first);
+        hits.truncate(k);
+    }
+    hits.sort_by(best_first);
+    Ok(hits)
+}
+
+/// Version of the gallery file's layout.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// A gallery file: `{"format", "model", "dim", "entries": [{"name", "sha256", "embedding"}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub format: u32,
+    /// `fingerprint::model_id` of the model that made the embeddings.
+    pub model: String,
+    pub dim: usize,
+    pub entries: Vec<IndexEntry>,
+}
+
+/// One photo: a name to show (its path), the SHA-256 of its file, its L2-normalised embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub name: String,
+    pub sha256: String,
+    pub embedding: Vec<f32>,
+}
+
+impl Index {
+    pub fn new(model: &str, dim: usize) -> Self {
+        Self { format: INDEX_FORMAT, model: model.to_string(), dim, entries: Vec::new() }
+    }
+
+    pub fn find(&self, sha256: &str) -> Option<&IndexEntry> {
+        self.entries.iter().find(|e| e.sha256 == sha256)
+    }
+
+    /// Adds a photo unless the same content is already there; says whether it was added.
+    pub fn add(&mut self, name: &str, sha256: &str, embedding: Vec<f32>) -> Result<bool, Error> {
+        if embedding.len() != self.dim {
+            return Err(Error::DimensionMismatch { what: "gallery", expected: embedding.len(), found: self.dim });
+        }
+        if self.find(sha256).is_some() {
+            return Ok(false);
+        }
+        self.entries.push(IndexEntry { name: name.to_string(), sha256: sha256.to_string(), embedding });
+        Ok(true)
+    }
+
+    /// Errors unless the gallery was made by the model `model` (a `fingerprint::model_id`) with
+    /// `dim`-dimensional embeddings.
+    pub fn check_model(&self, model: &str, dim: usize) -> Result<(), Error> {
+        if self.dim != dim {
+            return Err(Error::DimensionMismatch { what: "gallery", expected: dim, found: self.dim });
+        }
+        if self.model != model {
+            return Err(Error::ModelMismatch { what: "gallery", made_with: self.model.clone(), loaded: model.into() });
+        }
+        Ok(())
+    }
+
+    /// The `k` entries most similar to `query`, best first (`Hit::index` indexes `entries`).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, Error> {
+        let matrix: Vec<f32> = self.entries.iter().flat_map(|e| e.embedding.iter().copied()).collect();
+        rank(query, &matrix, self.dim, k)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a gallery serialises")
+    }
+
+    /// Reads a gallery file, checking its format version and that every embedding has `dim` values.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::InvalidFile { what: "gallery", reason };
+        let index: Self = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        if index.format != INDEX_FORMAT {
+            return Err(invalid(format!("its format is {}, this fieldclip reads {INDEX_FORMAT}", index.format)));
+        }
+        if let Some(e) = index.entries.iter().find(|e| e.embedding.len() != index.dim) {
+            return Err(invalid(format!("`{}` has {} values, not {}", e.name, e.embedding.len(), index.dim)));
+        }
+        Ok(index)
+    }
+}
