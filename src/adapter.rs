@@ -94,8 +94,25 @@ fn argmax(logits: &[f32]) -> usize {
 impl Adapter {
     /// A Tip-Adapter cache (α = 1, β = 5.5, no probe) from labelled photos: `examples` is
     /// `[n, dim]` row-major (normalised here), `example_labels` their indices in `labels`.
-    /// Every label needs at least one photo. Panics if the slices do not fit `dim` and `labels`.
+    /// Every label needs at least one photo (as `fieldclip adapt` asks of its folders).
+    /// Panics if the slices do not fit `dim` and `labels`.
     pub fn new(
+        model: &str,
+        labels: Vec<String>,
+        templates: Vec<String>,
+        dim: usize,
+        examples: &[f32],
+        example_labels: &[usize],
+    ) -> Result<Self, Error> {
+        if let Some(label) = class_without_examples(&labels, example_labels) {
+            return Err(Error::ClassWithoutExamples(label.clone()));
+        }
+        Self::with_some_classes(model, labels, templates, dim, examples, example_labels)
+    }
+
+    /// Like `new`, but labels without photos are allowed: they keep their zero-shot logit (no
+    /// cache term). The page builds adapters this way while the user labels photos one by one.
+    pub fn with_some_classes(
         model: &str,
         labels: Vec<String>,
         templates: Vec<String>,
@@ -106,11 +123,11 @@ impl Adapter {
         if labels.is_empty() {
             return Err(Error::NoLabels);
         }
+        if example_labels.is_empty() {
+            return Err(Error::NoExamples);
+        }
         assert!(dim > 0 && examples.len() == example_labels.len() * dim, "one {dim}-value row per example label");
         assert!(example_labels.iter().all(|&l| l < labels.len()), "example labels index the labels");
-        if let Some(label) = class_without_examples(&labels, example_labels) {
-            return Err(Error::ClassWithoutExamples(label.clone()));
-        }
         let mut keys = examples.to_vec();
         normalize_rows(&mut keys, dim);
         Ok(Self {
@@ -125,6 +142,11 @@ impl Adapter {
             key_labels: example_labels.to_vec(),
             probe: None,
         })
+    }
+
+    /// How many labels have no labelled photo (and so rely on their text alone).
+    pub fn classes_without_examples(&self) -> usize {
+        (0..self.labels.len()).filter(|c| !self.key_labels.contains(c)).count()
     }
 
     /// `label_embeds` must be `[labels, dim]` of a model with this adapter's dimension.
@@ -249,7 +271,8 @@ impl Adapter {
         serde_json::to_string(self).expect("an adapter serialises")
     }
 
-    /// Reads an adapter file, checking its format version and that its parts fit together.
+    /// Reads an adapter file, checking its format version and that its parts fit together
+    /// (labels without photos are allowed, see `with_some_classes`).
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         let invalid = |reason: String| Error::InvalidFile { what: "adapter", reason };
         let a: Self = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
@@ -274,8 +297,8 @@ impl Adapter {
                 return Err(invalid(format!("the probe's weights are not {classes} rows of {dim} values")));
             }
         }
-        if let Some(label) = class_without_examples(&a.labels, &a.key_labels) {
-            return Err(Error::ClassWithoutExamples(label.clone()));
+        if a.keys.is_empty() {
+            return Err(Error::NoExamples);
         }
         Ok(a)
     }

@@ -34,6 +34,8 @@ pub enum Error {
     ModelMismatch { what: &'static str, made_with: String, loaded: String },
     #[error("The class `{0}` has no labelled examples: add at least one photo of it, or take it off the label list.")]
     ClassWithoutExamples(String),
+    #[error("No photo has a label yet: give a few photos a label from the list first.")]
+    NoExamples,
     #[error(
         "The labels {given:?} do not match the adapter's {adapter:?}: use the adapter's labels (in its \
          order), or make a new adapter for these."

@@ -8,7 +8,10 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::adapter::Adapter;
 use crate::clip::{classify, ensemble_labels, label_prompts, normalize_rows, read_async, Template};
+use crate::fingerprint::model_id;
+use crate::search::rank;
 use crate::{ClipModel, Error};
 
 thread_local! {
@@ -74,6 +77,19 @@ pub struct Classifier {
     label_embeds: Vec<f32>,
     /// Prompt text → unnormalised prompt embedding, so editing one label re-encodes only it.
     prompt_cache: HashMap<String, Vec<f32>>,
+    /// `fingerprint::model_id` of the weights: what galleries and adapters are made with.
+    model_id: String,
+    /// The few-shot adapter `classify` adds, when the user switched it on.
+    adapter: Option<Adapter>,
+}
+
+/// An adapter's leave-one-out check, as the page shows it.
+#[derive(Serialize)]
+struct AdapterCheck {
+    examples: usize,
+    zero_shot_correct: usize,
+    adapted_correct: usize,
+    classes_without_examples: usize,
 }
 
 #[wasm_bindgen]
@@ -95,7 +111,10 @@ impl Classifier {
         };
         let model = ClipModel::from_bytes_with_progress(&weights, config.as_deref(), &device, &mut progress)
             .map_err(js_error)?;
+        let model_id = model_id(&model.info.name, &weights);
         Ok(Classifier {
+            model_id,
+            adapter: None,
             model,
             backend,
             backend_reason,
@@ -115,6 +134,12 @@ impl Classifier {
     #[wasm_bindgen(getter, js_name = backendReason)]
     pub fn backend_reason(&self) -> String {
         self.backend_reason.clone()
+    }
+
+    /// Identifies the weights (architecture + content sample hash), as the CLI does.
+    #[wasm_bindgen(getter, js_name = modelId)]
+    pub fn model_id(&self) -> String {
+        self.model_id.clone()
     }
 
     /// Architecture, layout, dtypes, parameter count.
@@ -147,6 +172,10 @@ impl Classifier {
         self.label_embeds = ensemble_labels(&stacked, self.model.info.config.projection_dim, templates.len());
         self.labels = labels;
         self.templates = templates;
+        // An adapter belongs to one label list; the page makes a new one for the new list.
+        if self.adapter.as_ref().is_some_and(|a| a.labels != self.labels) {
+            self.adapter = None;
+        }
         Ok(missing)
     }
 
@@ -192,7 +221,11 @@ impl Classifier {
         }
         let pixels = self.model.pixels(&image).map_err(js_error)?;
         let embed = self.embed_pixels_normalized(pixels).await?;
-        let mut predictions = classify(&embed, &self.label_embeds, &self.labels, self.model.logit_scale_exp());
+        let scale = self.model.logit_scale_exp();
+        let mut predictions = match &self.adapter {
+            Some(adapter) => adapter.classify(&embed, &self.label_embeds, scale).map_err(js_error)?,
+            None => classify(&embed, &self.label_embeds, &self.labels, scale),
+        };
         predictions.truncate(top_k.max(1));
         to_js(&ClassifyResult { predictions })
     }
@@ -222,9 +255,115 @@ impl Classifier {
     pub fn embedding_size(&self) -> usize {
         self.model.info.config.projection_dim
     }
+
+    /// A Tip-Adapter (JSON) for the current labels from labelled photos: `examples` their
+    /// normalised embeddings (`n × dim`), `example_labels` indices into the labels. Labels
+    /// without photos keep their zero-shot logit. With `probe`, a linear probe is trained too.
+    #[wasm_bindgen(js_name = makeAdapter)]
+    pub fn make_adapter(
+        &self,
+        examples: Vec<f32>,
+        example_labels: Vec<u32>,
+        alpha: f32,
+        beta: f32,
+        probe: bool,
+    ) -> Result<String, JsError> {
+        let dim = self.embedding_size();
+        if self.labels.is_empty() {
+            return Err(js_error(Error::NoLabels));
+        }
+        if examples.len() != example_labels.len() * dim {
+            return Err(JsError::new(&format!("Expected {} labelled embeddings of size {dim}, got {} values.", example_labels.len(), examples.len())));
+        }
+        let example_labels: Vec<usize> = example_labels.into_iter().map(|l| l as usize).collect();
+        if let Some(&bad) = example_labels.iter().find(|&&l| l >= self.labels.len()) {
+            return Err(JsError::new(&format!("Label number {bad} is not on the list of {} labels.", self.labels.len())));
+        }
+        let templates = self.templates.iter().map(|t| t.as_str().to_string()).collect();
+        let mut adapter =
+            Adapter::with_some_classes(&self.model_id, self.labels.clone(), templates, dim, &examples, &example_labels)
+                .map_err(js_error)?;
+        adapter.alpha = alpha;
+        adapter.beta = beta;
+        if probe {
+            let (blend, l2) = (crate::adapter::DEFAULT_BLEND, crate::adapter::DEFAULT_PROBE_L2);
+            adapter.train_probe(&self.label_embeds, self.model.logit_scale_exp(), blend, l2).map_err(js_error)?;
+        }
+        Ok(adapter.to_json())
+    }
+
+    /// Checks an adapter file against this model and the current labels and returns its
+    /// leave-one-out accuracy, zero-shot vs adapted.
+    #[wasm_bindgen(js_name = checkAdapter)]
+    pub fn check_adapter(&self, json: &str) -> Result<JsValue, JsError> {
+        let adapter = self.parse_adapter(json)?;
+        let check = adapter.leave_one_out(&self.label_embeds, self.model.logit_scale_exp()).map_err(js_error)?;
+        to_js(&AdapterCheck {
+            examples: check.examples,
+            zero_shot_correct: check.zero_shot_correct,
+            adapted_correct: check.adapted_correct,
+            classes_without_examples: adapter.classes_without_examples(),
+        })
+    }
+
+    /// Switches the adapter `classify` uses: an adapter file, or nothing for zero-shot.
+    #[wasm_bindgen(js_name = setAdapter)]
+    pub fn set_adapter(&mut self, json: Option<String>) -> Result<(), JsError> {
+        self.adapter = json.map(|j| self.parse_adapter(&j)).transpose()?;
+        Ok(())
+    }
+}
+
+/// A photo collection's embeddings, searched by exact brute-force cosine ranking.
+#[wasm_bindgen]
+pub struct GalleryIndex {
+    dim: usize,
+    /// `[photos, dim]`, row-major, in the page's order.
+    matrix: Vec<f32>,
+}
+
+#[wasm_bindgen]
+impl GalleryIndex {
+    #[wasm_bindgen(constructor)]
+    pub fn new(dim: usize) -> GalleryIndex {
+        GalleryIndex { dim, matrix: Vec::new() }
+    }
+
+    /// Appends embeddings (`n × dim`).
+    pub fn add(&mut self, embeddings: Vec<f32>) -> Result<(), JsError> {
+        if self.dim == 0 || embeddings.len() % self.dim != 0 {
+            return Err(JsError::new(&format!("Expected embeddings of size {}, got {} values.", self.dim, embeddings.len())));
+        }
+        self.matrix.extend_from_slice(&embeddings);
+        Ok(())
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> usize {
+        if self.dim == 0 { 0 } else { self.matrix.len() / self.dim }
+    }
+
+    /// The `k` photos most like `query`, best first: `[{index, score}]` (equal scores keep
+    /// the lower index first).
+    pub fn search(&self, query: Vec<f32>, k: usize) -> Result<JsValue, JsError> {
+        if self.size() == 0 {
+            return Err(js_error(Error::EmptyGallery));
+        }
+        if query.len() != self.dim {
+            return Err(js_error(Error::DimensionMismatch { what: "collection", expected: query.len(), found: self.dim }));
+        }
+        to_js(&rank(&query, &self.matrix, self.dim, k).map_err(js_error)?)
+    }
 }
 
 impl Classifier {
+    fn parse_adapter(&self, json: &str) -> Result<Adapter, JsError> {
+        let adapter = Adapter::from_json(json.as_bytes()).map_err(js_error)?;
+        adapter.check_model(&self.model_id, self.embedding_size()).map_err(js_error)?;
+        adapter.check_labels(&self.labels).map_err(js_error)?;
+        Ok(adapter)
+    }
+
     async fn embed_pixels_normalized(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsError> {
         let s = self.model.preprocess.image_size;
         if pixels.len() != 3 * s * s {

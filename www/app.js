@@ -1,5 +1,6 @@
 // The page: wires the controls to the model worker and to what is kept on the device. Labels
 // and file names are always put in the page as text (textContent), never as HTML.
+import { createGallery, thumbnail } from './gallery.js';
 import { registerServiceWorker } from './install.js';
 import { download, loadLists, newId, parseImport, parseLines, saveLists } from './lists.js';
 import { isQuotaError, openDeviceStore, sha256Hex } from './storage.js';
@@ -56,12 +57,13 @@ async function loadModel(weights, config, { name, sha256 }) {
   setStatus($('model-status'), `Building the model from ${name}…`);
   try {
     const prompts = await device.getPrompts(sha256).catch(() => null);
-    const { info, backend, reason } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
+    const { info, modelId, backend, reason } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
     state.modelLoaded = true;
     state.modelId = sha256;
     const params = (info.parameters / 1e6).toFixed(1);
     setStatus($('model-status'), `Loaded ${info.name}, ${params} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : 'the CPU'}: ${reason}. Now check the labels and add photos.`);
     await applyLabels();
+    await gallery.setModel(modelId);
     renderModels();
     return true;
   } catch (e) {
@@ -316,6 +318,7 @@ async function applyLabels() {
     if (version !== labelsVersion) return;
     state.labelsReady = true;
     setStatus($('labels-status'), `${list.labels.length} labels ready (${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
+    await gallery.refreshAdapter();
   } catch (e) {
     setStatus($('labels-status'), e.message, true);
   }
@@ -372,6 +375,28 @@ $('list-export-json').addEventListener('click', () => download(`${fileBase()}.js
 renderLists();
 applyLabels();
 
+// ---- 4. Collection: search and few-shot (www/gallery.js) ----
+const gallery = createGallery({
+  device,
+  call,
+  activeLabels: () => activeList(),
+  settings,
+  saveSettings,
+  download,
+  /** An imported adapter brings its label list: use it (as a new list unless it is the active one). */
+  async onAdapterImported(list) {
+    if (list.labels.length === 0) throw new Error('The adapter has no labels.');
+    const same = activeList().labels.join('\n') === list.labels.join('\n');
+    if (!same) {
+      const id = newId(lists);
+      lists.lists[id] = list;
+      lists.active = id;
+      renderLists();
+    }
+    await applyLabels();
+  },
+});
+
 // ---- 3. Photos ----
 const results = [];  // { file, predictions } per classified image, for the CSV export
 $('threshold').value = settings.threshold;
@@ -400,7 +425,7 @@ function card(image, fileName) {
 }
 
 function showPredictions(view, result, backend) {
-  view.meta.textContent = `${Math.round(result.ms)} ms on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}${result.at ? `, ${new Date(result.at).toLocaleString()}` : ''}`;
+  view.meta.textContent = `${Math.round(result.ms)} ms on ${backend === 'webgpu' ? 'WebGPU' : 'CPU'}${result.adapted ? ', with your labelled photos' : ''}${result.at ? `, ${new Date(result.at).toLocaleString()}` : ''}`;
   const threshold = Number($('threshold').value) / 100;
   if (result.predictions[0].probability < threshold) {
     const badge = document.createElement('span');
@@ -516,16 +541,6 @@ zone.addEventListener('dragleave', () => zone.classList.remove('over'));
 zone.addEventListener('drop', (e) => { e.preventDefault(); zone.classList.remove('over'); classifyFiles([...e.dataTransfer.files]); });
 zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('photo-files').click(); } });
 document.addEventListener('paste', (e) => classifyFiles([...e.clipboardData.files]));
-
-/** A small JPEG of the photo (EXIF-oriented, centre-cropped square) to show with stored results. */
-async function thumbnail(file, size = 192) {
-  const bitmap = await createImageBitmap(file);
-  const side = Math.min(bitmap.width, bitmap.height);
-  const canvas = new OffscreenCanvas(size, size);
-  canvas.getContext('2d').drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, size, size);
-  bitmap.close();
-  return canvas.convertToBlob({ type: 'image/jpeg', quality: 0.8 });
-}
 
 /** Stores a result so it is still there after a reload, offline. */
 async function keepResult(file, result) {

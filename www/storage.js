@@ -5,7 +5,7 @@
 // returns a store that keeps things in memory for this visit and says why.
 
 const DB_NAME = 'fieldclip';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 const MODEL_DIR = 'models';
 
 /** The error a failed write raises when the device (or the browser's share of it) is full. */
@@ -27,12 +27,19 @@ function request(req) {
 
 function openDb() {
   const req = indexedDB.open(DB_NAME, DB_VERSION);
-  req.onupgradeneeded = () => {
+  req.onupgradeneeded = (event) => {
     const db = req.result;
-    db.createObjectStore('kv');
-    db.createObjectStore('models', { keyPath: 'id' });
-    db.createObjectStore('prompts'); // key [modelId, prompt] → Float32Array
-    db.createObjectStore('results', { autoIncrement: true });
+    if (event.oldVersion < 1) {
+      db.createObjectStore('kv');
+      db.createObjectStore('models', { keyPath: 'id' });
+      db.createObjectStore('prompts'); // key [modelId, prompt] → Float32Array
+      db.createObjectStore('results', { autoIncrement: true });
+    }
+    if (event.oldVersion < 2) {
+      // key [model id, photo SHA-256] → { name, embedding: Float32Array, label, addedAt }
+      db.createObjectStore('gallery');
+      db.createObjectStore('thumbs'); // photo SHA-256 → JPEG Blob, shared by all models
+    }
   };
   return request(req);
 }
@@ -161,6 +168,30 @@ class DeviceStore {
   addResult(result) { return this.tx('results', 'readwrite', (s) => request(s.add(result))); }
   clearResults() { return this.tx('results', 'readwrite', (s) => request(s.clear())); }
 
+  // ---- the photo collection, per model ----
+  /** `[{ sha256, name, embedding, label, addedAt }]` in a stable order (by photo hash). */
+  async galleryAll(modelId) {
+    return this.tx('gallery', 'readonly', async (s) => {
+      const range = IDBKeyRange.bound([modelId], [modelId, []]);
+      const [keys, values] = await Promise.all([request(s.getAllKeys(range)), request(s.getAll(range))]);
+      return values.map((v, i) => ({ ...v, sha256: keys[i][1] }));
+    });
+  }
+  async galleryAdd(modelId, { sha256, ...entry }, thumb) {
+    await this.tx('gallery', 'readwrite', (s) => request(s.put(entry, [modelId, sha256])));
+    if (thumb) await this.tx('thumbs', 'readwrite', (s) => request(s.put(thumb, sha256)));
+  }
+  async gallerySetLabel(modelId, sha256, label) {
+    await this.tx('gallery', 'readwrite', async (s) => {
+      const entry = await request(s.get([modelId, sha256]));
+      if (entry) await request(s.put({ ...entry, label }, [modelId, sha256]));
+    });
+  }
+  galleryClear(modelId) {
+    return this.tx('gallery', 'readwrite', (s) => request(s.delete(IDBKeyRange.bound([modelId], [modelId, []]))));
+  }
+  thumb(sha256) { return this.tx('thumbs', 'readonly', (s) => request(s.get(sha256))); }
+
   async usage() {
     const { usage, quota } = await navigator.storage.estimate();
     return { usage, quota };
@@ -200,6 +231,20 @@ class MemoryStore {
     const dim = embeds.length / prompts.length;
     prompts.forEach((p, i) => this.prompts.get(modelId).set(p, embeds.slice(i * dim, (i + 1) * dim)));
   }
+  async galleryAll(modelId) { return [...(this.gallery?.get(modelId) || new Map()).values()]; }
+  async galleryAdd(modelId, entry, thumb) {
+    this.gallery ||= new Map();
+    this.thumbs ||= new Map();
+    if (!this.gallery.has(modelId)) this.gallery.set(modelId, new Map());
+    this.gallery.get(modelId).set(entry.sha256, entry);
+    if (thumb) this.thumbs.set(entry.sha256, thumb);
+  }
+  async gallerySetLabel(modelId, sha256, label) {
+    const entry = this.gallery?.get(modelId)?.get(sha256);
+    if (entry) entry.label = label;
+  }
+  async galleryClear(modelId) { this.gallery?.delete(modelId); }
+  async thumb(sha256) { return this.thumbs?.get(sha256); }
   async getResults() { return this.results; }
   async addResult(r) { this.results.push(r); }
   async clearResults() { this.results = []; }

@@ -1,7 +1,11 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
-import init, { Classifier } from '../pkg/fieldclip.js';
+import init, { Classifier, GalleryIndex } from '../pkg/fieldclip.js';
 
 let classifier = null;
+// The collection's embeddings (step 4), searched by exact brute force in WebAssembly.
+let gallery = null;
+// The few-shot adapter in use (JSON), re-applied when the model is rebuilt on the CPU.
+let adapter = null;
 // Kept to rebuild the model on the CPU if the WebGPU device is lost.
 let source = null;
 let labels = null;
@@ -12,6 +16,13 @@ async function create(backend) {
   classifier = await Classifier.create(source.weights, source.config, backend, progress);
   if (source.prompts) classifier.importPromptEmbeddings(source.prompts.prompts, source.prompts.embeds);
   if (labels) await classifier.setLabels(labels.labels, labels.templates);
+  if (adapter) {
+    try {
+      classifier.setAdapter(adapter);
+    } catch {
+      adapter = null; // made for another label list; the page makes a new one
+    }
+  }
 }
 
 /** Stored prompt embeddings (one Float32Array a prompt) → one flat array, or null if none fit. */
@@ -34,6 +45,7 @@ async function handle(msg) {
     case 'load': {
       classifier = null;
       labels = null;
+      adapter = null;
       source = { weights: new Uint8Array(msg.weights), config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
       try {
         await create(msg.backend);
@@ -43,7 +55,38 @@ async function handle(msg) {
         source.prompts = null;
         await create(msg.backend);
       }
-      return { info: classifier.info(), backend: classifier.backend, reason: classifier.backendReason, cachedPrompts: classifier.encodedPrompts };
+      return { info: classifier.info(), modelId: classifier.modelId, backend: classifier.backend, reason: classifier.backendReason, cachedPrompts: classifier.encodedPrompts };
+    }
+    case 'embedImage':
+      need();
+      return { embedding: await classifier.embedImage(new Uint8Array(msg.bytes)) };
+    case 'embedText': {
+      need();
+      return { embedding: await classifier.embedTexts([msg.text]) };
+    }
+    case 'galleryReset':
+      gallery = new GalleryIndex(msg.dim || classifier.embeddingSize);
+      if (msg.matrix.length) gallery.add(msg.matrix);
+      return { size: gallery.size };
+    case 'galleryAdd':
+      gallery.add(msg.embedding);
+      return { size: gallery.size };
+    case 'search':
+      return { hits: gallery.search(msg.query, msg.k) };
+    case 'makeAdapter':
+      need();
+      return { json: classifier.makeAdapter(msg.examples, msg.exampleLabels, msg.alpha, msg.beta, msg.probe) };
+    case 'useAdapter': {
+      need();
+      adapter = null;
+      classifier.setAdapter(undefined);
+      if (!msg.json) return null;
+      const check = classifier.checkAdapter(msg.json);
+      if (msg.active) {
+        classifier.setAdapter(msg.json);
+        adapter = msg.json;
+      }
+      return check;
     }
     case 'labels': {
       need();
@@ -58,7 +101,7 @@ async function handle(msg) {
       const start = performance.now();
       try {
         const result = await classifier.classify(bytes, msg.topK);
-        return { ...result, ms: performance.now() - start, backend: classifier.backend };
+        return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null };
       } catch (e) {
         const message = String(e && e.message ? e.message : e);
         if (classifier.backend !== 'webgpu' || isInputError(message)) throw e;

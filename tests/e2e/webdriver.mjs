@@ -69,10 +69,15 @@ export async function browser({ width = 768, height = 1024 } = {}) {
   const find = async (css) => Object.values(await request('POST', `${s}/element`, { using: 'css selector', value: css }))[0];
   return {
     goto: (url) => request('POST', `${s}/url`, { url }),
-    run: (script, ...args) => request('POST', `${s}/execute/async`, {
-      script: `const done = arguments[arguments.length - 1]; Promise.resolve((async () => { ${script} })(...arguments)).then(done, (e) => done({ __error: String(e) }));`,
-      args,
-    }),
+    /** Runs an async script in the page; a script that throws fails the test. */
+    async run(script, ...args) {
+      const value = await request('POST', `${s}/execute/async`, {
+        script: `const done = arguments[arguments.length - 1]; Promise.resolve((async () => { ${script} })(...arguments)).then(done, (e) => done({ __error: String(e) }));`,
+        args,
+      });
+      if (value && value.__error) throw new Error(`in the page: ${value.__error}`);
+      return value;
+    },
     /** Sets the files of an <input type=file>. */
     upload: async (css, paths) => request('POST', `${s}/element/${await find(css)}/value`, { text: paths.join('\n') }),
     /** A Chrome DevTools Protocol command (chromedriver's vendor endpoint). */
