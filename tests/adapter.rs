@@ -244,3 +244,36 @@ fn errors_say_what_to_do() {
     value["format"] = 9.into();
     assert!(Adapter::from_json(value.to_string().as_bytes()).unwrap_err().to_string().contains("its format is 9"));
 }
+
+#[test]
+fn labels_without_photos_keep_their_zero_shot_logit() {
+    let case = case();
+    let expected = json("tiny/expected.json");
+    let dim = case.images[0].len();
+    // A third label ("a photo of a cat.") that no photo carries, as on the page while the
+    // user labels photos one by one.
+    let mut labels = case.labels.clone();
+    labels.push(expected["prompts"][3]["text"].as_str().unwrap().to_string());
+    let mut w: Vec<f32> = case.label_embeds.concat();
+    w.extend(floats(&expected["text_embeds"][3]));
+    let examples = case.examples(&[CAMERA_GRAY]);
+    let flat: Vec<f32> = examples.iter().flat_map(|(e, _)| e.clone()).collect();
+    let example_labels: Vec<usize> = examples.iter().map(|(_, l)| *l).collect();
+
+    let e = Adapter::new("tiny", labels.clone(), vec![], dim, &flat, &example_labels).unwrap_err();
+    assert!(matches!(&e, Error::ClassWithoutExamples(l) if *l == labels[2]), "{e:?}");
+    let adapter = Adapter::with_some_classes("tiny", labels.clone(), vec![], dim, &flat, &example_labels).unwrap();
+    assert_eq!(adapter.classes_without_examples(), 1);
+
+    let f = &case.images[CAMERA_GRAY];
+    let logits = adapter.logits(f, &w, case.scale).unwrap();
+    let cat_zero_shot = case.scale * f.iter().zip(&w[2 * dim..]).map(|(a, b)| a * b).sum::<f32>();
+    assert!((logits[2] - cat_zero_shot).abs() <= 1e-6, "no cache term for a label without photos: {logits:?}");
+    let reference = tip_adapter_logits(f, &case.label_embeds, &examples, case.scale, DEFAULT_ALPHA, DEFAULT_BETA);
+    assert!(max_abs_diff(&logits[..2], &reference) <= 1e-5, "{logits:?} vs {reference:?}");
+
+    // Such an adapter file reads back; one with no photo at all is refused.
+    assert_eq!(Adapter::from_json(adapter.to_json().as_bytes()).unwrap(), adapter);
+    let e = Adapter::with_some_classes("tiny", labels, vec![], dim, &[], &[]).unwrap_err();
+    assert_eq!(e.to_string(), "No photo has a label yet: give a few photos a label from the list first.");
+}

@@ -2,7 +2,7 @@
 //! backend and on its CPU backend, against the oracle (tiny HF model).
 #![cfg(target_arch = "wasm32")]
 
-use fieldclip::web::Classifier;
+use fieldclip::web::{Classifier, GalleryIndex};
 use serde_json::Value;
 use wasm_bindgen_test::*;
 
@@ -142,4 +142,72 @@ async fn stored_prompt_embeddings_make_labels_ready_without_encoding() {
     let a: Value = serde_wasm_bindgen::from_value(first.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
     let b: Value = serde_wasm_bindgen::from_value(second.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
     assert_eq!(a, b);
+}
+
+#[wasm_bindgen_test]
+fn gallery_search_is_the_brute_force_cosine_ranking() {
+    let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
+    let images: Vec<Vec<f32>> = expected["image_embeds"].as_array().unwrap().iter().map(floats).collect();
+    let dim = images[0].len();
+    let mut gallery = GalleryIndex::new(dim);
+    assert!(gallery.search(images[0].clone(), 3).is_err(), "an empty gallery is an error");
+    gallery.add(images.concat()).unwrap_or_else(|_| panic!());
+    assert!(gallery.add(vec![0.0; dim + 1]).is_err(), "a wrong size is refused");
+    assert!(gallery.search(vec![0.0; dim - 1], 3).is_err(), "a query of another model is refused");
+    for text in expected["text_embeds"].as_array().unwrap().iter().map(floats) {
+        let mut want: Vec<(usize, f32)> =
+            images.iter().enumerate().map(|(i, img)| (i, img.iter().zip(&text).map(|(a, b)| a * b).sum())).collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let hits: Value = serde_wasm_bindgen::from_value(gallery.search(text.clone(), 4).unwrap_or_else(|_| panic!())).unwrap();
+        let hits = hits.as_array().unwrap();
+        assert_eq!(hits.len(), 4);
+        for (hit, (index, score)) in hits.iter().zip(&want) {
+            assert_eq!(hit["index"].as_u64().unwrap() as usize, *index);
+            assert!((hit["score"].as_f64().unwrap() as f32 - score).abs() <= 1e-6);
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn adapter_made_in_the_browser_classifies_like_its_formula_and_round_trips() {
+    let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
+    let images: Vec<Vec<f32>> = expected["image_embeds"].as_array().unwrap().iter().map(floats).collect();
+    let texts: Vec<Vec<f32>> = expected["text_embeds"].as_array().unwrap().iter().map(floats).collect();
+    let labels: Vec<String> = [0, 5, 3].iter().map(|&i| expected["prompts"][i]["text"].as_str().unwrap().to_string()).collect();
+    let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
+    classifier.set_labels(labels.clone(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!());
+    assert!(classifier.make_adapter(vec![], vec![], 1.0, 5.5, false).is_err(), "no labelled photo");
+    // coffee_alpha (6) labelled as label 0, rocket (1) as label 1; label 2 has no photo.
+    let examples = [images[6].clone(), images[1].clone()].concat();
+    let json = classifier.make_adapter(examples, vec![0, 1], 1.0, 5.5, false).unwrap_or_else(|_| panic!());
+    let check: Value = serde_wasm_bindgen::from_value(classifier.check_adapter(&json).unwrap_or_else(|_| panic!())).unwrap();
+    assert_eq!(check["examples"], 2);
+    assert_eq!(check["classes_without_examples"], 1);
+    classifier.set_adapter(Some(json.clone())).unwrap_or_else(|_| panic!());
+
+    // astronaut.jpg (IMAGES[0], row 0) through the page's path, against the formula on the
+    // oracle embeddings.
+    let scale = expected["logit_scale_exp"].as_f64().unwrap() as f32;
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let f = &images[0];
+    let mut logits: Vec<f32> = [0, 5, 3].iter().map(|&t| scale * dot(f, &texts[t])).collect();
+    logits[0] += (-5.5 * (1.0 - dot(f, &images[6]))).exp();
+    logits[1] += (-5.5 * (1.0 - dot(f, &images[1]))).exp();
+    let result: Value = serde_wasm_bindgen::from_value(classifier.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
+    for p in result["predictions"].as_array().unwrap() {
+        let c = labels.iter().position(|l| l == p["label"].as_str().unwrap()).unwrap();
+        assert!((p["logit"].as_f64().unwrap() as f32 - logits[c]).abs() <= 1e-3, "{p} vs {}", logits[c]);
+    }
+
+    // Exported and imported (the page's round trip): the same result, bit for bit.
+    classifier.set_adapter(None).unwrap_or_else(|_| panic!());
+    classifier.set_adapter(Some(json)).unwrap_or_else(|_| panic!());
+    let again: Value = serde_wasm_bindgen::from_value(classifier.classify(IMAGES[0].2.to_vec(), 3).await.unwrap_or_else(|_| panic!())).unwrap();
+    assert_eq!(again, result);
+
+    // An adapter for other labels is refused, and new labels drop the one in use.
+    classifier.set_labels(labels[..2].to_vec(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!());
+    let json = classifier.make_adapter(images[6].clone(), vec![0], 1.0, 5.5, true).unwrap_or_else(|_| panic!());
+    classifier.set_labels(labels.clone(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!());
+    assert!(classifier.set_adapter(Some(json)).is_err());
 }
