@@ -5,7 +5,8 @@
 # Run by build-web.sh; run it again after editing a file of the page by hand.
 set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
-files=(index.html manifest.webmanifest $(ls www/* icons/*.png | sort) pkg/fieldclip.js pkg/fieldclip_bg.wasm)
+# The benchmark page (bench.html, www/bench*.js) is not part of the app.
+files=(index.html manifest.webmanifest $(ls www/* icons/*.png | grep -v '^www/bench' | sort) pkg/fieldclip.js pkg/fieldclip_bg.wasm)
 version=$(cat "${files[@]}" | sha256sum | cut -c1-16)
 {
   echo "// Written by scripts/stamp-shell.sh: what sw.js precaches, and its version."

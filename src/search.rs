@@ -19,28 +19,49 @@ fn best_first(a: &Hit, b: &Hit) -> Ordering {
     b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
 }
 
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+/// A dot product over eight running sums: independent additions the compiler can keep in
+/// SIMD lanes (a single running sum must add in order and cannot be vectorised).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Each row's L2 norm, for `rank_with_norms`.
+pub fn row_norms(matrix: &[f32], dim: usize) -> Vec<f32> {
+    matrix.chunks_exact(dim).map(|row| dot(row, row).sqrt()).collect()
 }
 
 /// The `k` rows of `matrix` (row-major `[rows, dim]`) most cosine-similar to `query`, best
 /// first, by brute force. A zero row scores 0. Panics if `matrix` is not whole rows of `dim`.
 pub fn rank(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Result<Vec<Hit>, Error> {
     assert!(dim > 0 && matrix.len().is_multiple_of(dim), "the matrix is not whole rows of {dim}");
+    rank_with_norms(query, matrix, &row_norms(matrix, dim), dim, k)
+}
+
+/// `rank` with the rows' norms computed once beforehand (a gallery searched many times).
+pub fn rank_with_norms(query: &[f32], matrix: &[f32], norms: &[f32], dim: usize, k: usize) -> Result<Vec<Hit>, Error> {
+    assert!(dim > 0 && matrix.len() == norms.len() * dim, "one norm per row of {dim}");
     if matrix.is_empty() {
         return Err(Error::EmptyGallery);
     }
     if query.len() != dim {
         return Err(Error::DimensionMismatch { what: "gallery", expected: query.len(), found: dim });
     }
-    let query_norm = norm(query);
+    let query_norm = dot(query, query).sqrt();
     let mut hits: Vec<Hit> = matrix
         .chunks_exact(dim)
+        .zip(norms)
         .enumerate()
-        .map(|(index, row)| {
-            let denominator = query_norm * norm(row);
-            let dot: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
-            Hit { index, score: if denominator > 0.0 { dot / denominator } else { 0.0 } }
+        .map(|(index, (row, norm))| {
+            let denominator = query_norm * norm;
+            Hit { index, score: if denominator > 0.0 { dot(row, query) / denominator } else { 0.0 } }
         })
         .collect();
     if k == 0 {

@@ -585,3 +585,5 @@ registerServiceWorker({
   },
   onVersion: (version) => { $('app-version').textContent = `version ${version}`; },
 }).then((problem) => { if (problem) $('offline-status').textContent = problem; });
+// Every control is wired: tests (and anyone scripting the page) wait for this.
+document.documentElement.dataset.ready = 'true';

@@ -27,7 +27,7 @@ export async function thumbnail(file, size = 192) {
  */
 export function createGallery({ device, call, activeLabels, settings, saveSettings, onAdapterImported, download }) {
   let modelId = null;
-  let records = []; // in the worker's row order: { sha256, name, embedding, label, addedAt }
+  let records = []; // in the worker's row order: { sha256, name, embedding, label }
   let cancelled = false;
   let adapterJson = null; // the adapter last made or imported, for the current labels
   let imported = false; // an imported adapter is used as it is, until the user labels photos
@@ -74,20 +74,30 @@ export function createGallery({ device, call, activeLabels, settings, saveSettin
     let added = 0;
     let known = 0;
     const failed = [];
+    // Photos are stored in blocks (www/storage.js): every 32, and at the end or on cancel.
+    let pending = [];
+    const flush = async () => {
+      const block = pending;
+      pending = [];
+      await device.galleryAdd(modelId, block).catch(() => { /* kept for this visit */ });
+    };
+    const seen = new Set(records.map((r) => r.sha256));
     for (const [i, file] of files.entries()) {
       if (cancelled) break;
       try {
         const bytes = await file.arrayBuffer();
         const sha256 = await sha256Hex(bytes);
-        if (records.some((r) => r.sha256 === sha256)) {
+        if (seen.has(sha256)) {
           known += 1;
         } else {
           const { embedding } = await call('embedImage', { bytes }, [bytes]);
-          const entry = { sha256, name: file.webkitRelativePath || file.name, embedding, label: null, addedAt: Date.now() };
+          const entry = { sha256, name: file.webkitRelativePath || file.name, embedding, label: null };
           const thumb = await thumbnail(file).catch(() => null);
-          await device.galleryAdd(modelId, entry, thumb).catch(() => { /* kept for this visit */ });
           await call('galleryAdd', { embedding });
           records.push({ ...entry, thumb });
+          seen.add(sha256);
+          pending.push({ ...entry, thumb });
+          if (pending.length === 32) await flush();
           added += 1;
         }
       } catch (e) {
@@ -96,6 +106,7 @@ export function createGallery({ device, call, activeLabels, settings, saveSettin
       bar.value = (i + 1) / files.length;
       setStatus($('gallery-status'), `Adding photos: ${i + 1} of ${files.length}…`);
     }
+    await flush();
     bar.hidden = true;
     $('gallery-cancel').hidden = true;
     showCount();

@@ -14,9 +14,11 @@ export function isQuotaError(e) {
 }
 
 export async function sha256Hex(buffer) {
-  const digest = await crypto.subtle.digest('SHA-256', buffer);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return bytesToHex(await crypto.subtle.digest('SHA-256', buffer));
 }
+
+const bytesToHex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+const hexToBytes = (hex) => Uint8Array.from(hex.match(/../g), (h) => parseInt(h, 16)).buffer;
 
 function request(req) {
   return new Promise((resolve, reject) => {
@@ -25,8 +27,8 @@ function request(req) {
   });
 }
 
-function openDb() {
-  const req = indexedDB.open(DB_NAME, DB_VERSION);
+function openDb(name) {
+  const req = indexedDB.open(name, DB_VERSION);
   req.onupgradeneeded = (event) => {
     const db = req.result;
     if (event.oldVersion < 1) {
@@ -36,8 +38,12 @@ function openDb() {
       db.createObjectStore('results', { autoIncrement: true });
     }
     if (event.oldVersion < 2) {
-      // key [model id, photo SHA-256] → { name, embedding: Float32Array, label, addedAt }
+      // The collection, in blocks of photos added together: key [model id, block number] →
+      // { names, sha256s: 32 bytes each, embeddings: one Float32Array }. One record per photo
+      // would cost ~2.6 KB for 2 KB of embedding; blocks keep a 512-d photo near 2.1 KB
+      // (bench.html?suite=search measures it). Labels change often and live apart:
       db.createObjectStore('gallery');
+      db.createObjectStore('labels'); // [model id, photo SHA-256 hex] → label
       db.createObjectStore('thumbs'); // photo SHA-256 → JPEG Blob, shared by all models
     }
   };
@@ -45,10 +51,10 @@ function openDb() {
 }
 
 /** Opens the device store, or an in-memory one with `reason` saying why nothing is kept. */
-export async function openDeviceStore() {
+export async function openDeviceStore(name = DB_NAME) {
   try {
     if (!globalThis.crypto?.subtle) throw new Error('the page is not served over https');
-    const db = await openDb();
+    const db = await openDb(name);
     const root = await navigator.storage.getDirectory();
     const models = await root.getDirectoryHandle(MODEL_DIR, { create: true });
     return new DeviceStore(db, models);
@@ -169,27 +175,53 @@ class DeviceStore {
   clearResults() { return this.tx('results', 'readwrite', (s) => request(s.clear())); }
 
   // ---- the photo collection, per model ----
-  /** `[{ sha256, name, embedding, label, addedAt }]` in a stable order (by photo hash). */
+  /** `[{ sha256, name, embedding, label }]` in the order they were added. */
   async galleryAll(modelId) {
-    return this.tx('gallery', 'readonly', async (s) => {
-      const range = IDBKeyRange.bound([modelId], [modelId, []]);
+    const range = IDBKeyRange.bound([modelId], [modelId, []]);
+    const blocks = await this.tx('gallery', 'readonly', (s) => request(s.getAll(range)));
+    const labels = await this.tx('labels', 'readonly', async (s) => {
       const [keys, values] = await Promise.all([request(s.getAllKeys(range)), request(s.getAll(range))]);
-      return values.map((v, i) => ({ ...v, sha256: keys[i][1] }));
+      return new Map(keys.map((k, i) => [k[1], values[i]]));
+    });
+    return blocks.flatMap((b) => {
+      const dim = b.embeddings.length / b.names.length;
+      return b.names.map((name, i) => {
+        const sha256 = bytesToHex(b.sha256s.slice(32 * i, 32 * (i + 1)));
+        return { sha256, name, embedding: b.embeddings.slice(i * dim, (i + 1) * dim), label: labels.get(sha256) ?? null };
+      });
     });
   }
-  async galleryAdd(modelId, { sha256, ...entry }, thumb) {
-    await this.tx('gallery', 'readwrite', (s) => request(s.put(entry, [modelId, sha256])));
-    if (thumb) await this.tx('thumbs', 'readwrite', (s) => request(s.put(thumb, sha256)));
-  }
-  async gallerySetLabel(modelId, sha256, label) {
+
+  /** Stores photos added together (`[{ sha256, name, embedding, thumb? }]`) as one block. */
+  async galleryAdd(modelId, entries) {
+    if (entries.length === 0) return;
+    const dim = entries[0].embedding.length;
+    const block = {
+      names: entries.map((e) => e.name),
+      sha256s: new Uint8Array(32 * entries.length),
+      embeddings: new Float32Array(dim * entries.length),
+    };
+    entries.forEach((e, i) => {
+      block.sha256s.set(new Uint8Array(hexToBytes(e.sha256)), 32 * i);
+      block.embeddings.set(e.embedding, dim * i);
+    });
     await this.tx('gallery', 'readwrite', async (s) => {
-      const entry = await request(s.get([modelId, sha256]));
-      if (entry) await request(s.put({ ...entry, label }, [modelId, sha256]));
+      const last = await request(s.openKeyCursor(IDBKeyRange.bound([modelId], [modelId, []]), 'prev'));
+      await request(s.add(block, [modelId, last ? last.key[1] + 1 : 0]));
     });
+    await this.tx('thumbs', 'readwrite', (s) => entries.forEach((e) => e.thumb && s.put(e.thumb, e.sha256)));
   }
-  galleryClear(modelId) {
-    return this.tx('gallery', 'readwrite', (s) => request(s.delete(IDBKeyRange.bound([modelId], [modelId, []]))));
+
+  gallerySetLabel(modelId, sha256, label) {
+    return this.tx('labels', 'readwrite', (s) => request(label ? s.put(label, [modelId, sha256]) : s.delete([modelId, sha256])));
   }
+
+  async galleryClear(modelId) {
+    const range = IDBKeyRange.bound([modelId], [modelId, []]);
+    await this.tx('gallery', 'readwrite', (s) => request(s.delete(range)));
+    await this.tx('labels', 'readwrite', (s) => request(s.delete(range)));
+  }
+
   thumb(sha256) { return this.tx('thumbs', 'readonly', (s) => request(s.get(sha256))); }
 
   async usage() {
@@ -232,12 +264,14 @@ class MemoryStore {
     prompts.forEach((p, i) => this.prompts.get(modelId).set(p, embeds.slice(i * dim, (i + 1) * dim)));
   }
   async galleryAll(modelId) { return [...(this.gallery?.get(modelId) || new Map()).values()]; }
-  async galleryAdd(modelId, entry, thumb) {
+  async galleryAdd(modelId, entries) {
     this.gallery ||= new Map();
     this.thumbs ||= new Map();
     if (!this.gallery.has(modelId)) this.gallery.set(modelId, new Map());
-    this.gallery.get(modelId).set(entry.sha256, entry);
-    if (thumb) this.thumbs.set(entry.sha256, thumb);
+    for (const { thumb, ...entry } of entries) {
+      this.gallery.get(modelId).set(entry.sha256, { label: null, ...entry });
+      if (thumb) this.thumbs.set(entry.sha256, thumb);
+    }
   }
   async gallerySetLabel(modelId, sha256, label) {
     const entry = this.gallery?.get(modelId)?.get(sha256);

@@ -44,7 +44,7 @@ test('collection: index a folder, search it, teach two photos, classify with the
   const tiles = `return [...document.querySelectorAll('#search-results .tile')].map((t) => ({
     name: t.querySelector('.name').textContent.split('/').pop(), score: Number(t.dataset.score) }));`;
   try {
-    await page.goto(`${server.url}index.html`);
+    await page.open(`${server.url}index.html`);
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
     await page.waitFor(`return /^Loaded/.test(document.getElementById('model-status').textContent);`, 'the model');
     await page.run(`
@@ -152,7 +152,7 @@ test('collection: index a folder, search it, teach two photos, classify with the
     await writeFile(join(root, 'test-artifacts/collection-1280x1000.png'), await page.screenshot());
 
     // A reload keeps the collection and its labels.
-    await page.goto(`${server.url}index.html`);
+    await page.open(`${server.url}index.html`);
     const kept = await page.waitFor(`const t = document.getElementById('gallery-status').textContent; return /in your collection/.test(t) && t;`, 'the stored collection');
     assert.match(kept, /^10 photos in your collection, 2 with a label\./);
   } finally {

@@ -75,7 +75,7 @@ test('after one online visit, the page, model, lists and results come back offli
   const page = await browser();
   let tripwire;
   try {
-    await page.goto(server.url);
+    await page.open(server.url);
     await waitForServiceWorker(page);
     await loadModelFromUrl(page);
     assert.match(await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'saving'), /^Saved on this device/);
@@ -89,7 +89,7 @@ test('after one online visit, the page, model, lists and results come back offli
     tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), server.port);
     await page.cdp('Network.enable');
     await page.cdp('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
-    await page.goto(server.url);
+    await page.open(server.url);
     const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|failed/.test(t) && t;`, 'the stored model');
     assert.match(status, /Loaded ViT/, status);
     assert.match(await page.run(text('save-status')), /loaded from this device/);
@@ -118,7 +118,7 @@ test('after one online visit, the page, model, lists and results come back offli
         await w.write({ type: 'write', position: 1000, data: new Uint8Array([1, 2, 3, 4]) });
         await w.close();
       }`);
-    await page.goto(server.url);
+    await page.open(server.url);
     const broken = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /integrity|Loaded/.test(t) && t;`, 'the integrity check');
     assert.match(broken, /failed its integrity check .* removed/, broken);
     await page.waitFor(`return /\\(0\\)$/.test(document.querySelector('#device-models summary').textContent);`, 'the model list to be empty');
@@ -134,7 +134,7 @@ test('a full device: the model is not saved, says so, and still classifies', { t
   const server = await serve(await makeSite());
   const page = await browser();
   try {
-    await page.goto(server.url);
+    await page.open(server.url);
     // 2 MB for the whole origin: the 7.5 MB model cannot be written.
     await page.cdp('Storage.overrideQuotaForOrigin', { origin: server.url.replace(/\/$/, ''), quotaSize: 2e6 });
     await loadModelFromUrl(page);
@@ -154,11 +154,11 @@ test('a new deploy is announced and taken on reload', { timeout: 300000 }, async
   const server = await serve(site);
   const page = await browser();
   try {
-    await page.goto(server.url);
+    await page.open(server.url);
     const first = await waitForServiceWorker(page);
     await appendFile(join(site, 'www/style.css'), '\n/* a new deploy */\n');
     execFileSync('bash', [join(root, 'scripts/stamp-shell.sh'), site]);
-    await page.goto(server.url);
+    await page.open(server.url);
     await page.waitFor(`return !document.getElementById('update-banner').hidden;`, 'the update banner');
     assert.equal(await page.run(text('app-version')), first, 'the old version serves until the user switches');
     await page.run(`document.getElementById('update-reload').click();`);
@@ -181,7 +181,7 @@ test('where the browser allows no storage, the page works and says nothing is ke
     await page.cdp('Page.addScriptToEvaluateOnNewDocument', {
       source: `Object.defineProperty(window, 'indexedDB', { get() { throw new DOMException('The user denied permission to access the database.', 'SecurityError'); } });`,
     });
-    await page.goto(server.url);
+    await page.open(server.url);
     const warning = await page.waitFor(`const w = document.getElementById('storage-warning'); return !w.hidden && w.textContent;`, 'the storage warning');
     assert.match(warning, /does not let the page keep anything .*denied permission.* Everything works/, warning);
     await loadModelFromUrl(page);

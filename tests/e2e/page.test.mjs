@@ -16,7 +16,7 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
   const server = await serve(root);
   const page = await browser({ width: 768, height: 1024 });
   try {
-    await page.goto(`${server.url}index.html`);
+    await page.open(`${server.url}index.html`);
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
     const status = await page.waitFor(
       `const t = document.getElementById('model-status').textContent; return /Loaded|could not/.test(t) && t;`, 'the model');

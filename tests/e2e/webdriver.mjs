@@ -69,6 +69,11 @@ export async function browser({ width = 768, height = 1024 } = {}) {
   const find = async (css) => Object.values(await request('POST', `${s}/element`, { using: 'css selector', value: css }))[0];
   return {
     goto: (url) => request('POST', `${s}/url`, { url }),
+    /** Opens the app and waits until its module has wired every control. */
+    async open(url) {
+      await this.goto(url);
+      await this.waitFor(`return document.documentElement.dataset.ready === 'true';`, 'the page to be ready');
+    },
     /** Runs an async script in the page; a script that throws fails the test. */
     async run(script, ...args) {
       const value = await request('POST', `${s}/execute/async`, {
