@@ -35,6 +35,7 @@ impl ClipModel {
     ) -> Result<Self, Error> {
         progress("Reading the weights", 0.0);
         let loaded = weights::load(weights, config)?;
+        let config = loaded.config_json.as_deref();
         let info = loaded.info;
         let pipeline = match info.layout {
             Layout::HuggingFace => Pipeline::HuggingFace,

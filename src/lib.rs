@@ -6,6 +6,7 @@ pub mod clip;
 pub mod error;
 pub mod fingerprint;
 pub mod model;
+pub mod pack;
 pub mod preprocess;
 pub mod search;
 pub mod tokenizer;

@@ -2,6 +2,7 @@
 //! tensors back does it asynchronously (a synchronous read panics on WebGPU).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
 
 use burn::tensor::Device;
@@ -25,13 +26,22 @@ unsafe extern "C" {
     fn __wasm_call_ctors();
 }
 
+/// Runs the static constructors the first time it is called. Calling them from our own code
+/// is what stops wasm-ld from wrapping *every* export in a call to them (its "command-style"
+/// heuristic): that cost ~17 ms per call into the module (a 10,000-photo search took 85 ms
+/// instead of 4). Called by `start` and, for hosts that skip `start` (the wasm-bindgen test
+/// runner), by `Classifier::create`.
+fn run_constructors_once() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if !DONE.swap(true, Ordering::SeqCst) {
+        unsafe { __wasm_call_ctors() };
+    }
+}
+
 /// Runs once when the module is instantiated (in the page or a worker).
 #[wasm_bindgen(start)]
 pub fn start() {
-    // Calling the constructors here, once, is what stops wasm-ld from wrapping *every*
-    // export in a call to them (its "command-style" heuristic): that cost ~17 ms per call
-    // into the module, e.g. a 10,000-photo search took 85 ms instead of ~6.
-    unsafe { __wasm_call_ctors() };
+    run_constructors_once();
     console_error_panic_hook::set_once();
 }
 
@@ -113,6 +123,7 @@ impl Classifier {
         backend: String,
         on_progress: Option<js_sys::Function>,
     ) -> Result<Classifier, JsError> {
+        run_constructors_once();
         let (device, backend, backend_reason) = pick_device(&backend).await?;
         let mut progress = |step: &str, fraction: f32| {
             if let Some(f) = &on_progress {
@@ -252,6 +263,20 @@ impl Classifier {
     #[wasm_bindgen(js_name = embedPixels)]
     pub async fn embed_pixels(&self, pixels: Vec<f32>) -> Result<Vec<f32>, JsError> {
         self.embed_pixels_normalized(pixels).await
+    }
+
+    /// L2-normalised embeddings of several preprocessed images in one forward pass
+    /// (`count × 3·S·S` values in, `count × dim` out).
+    #[wasm_bindgen(js_name = embedPixelsBatch)]
+    pub async fn embed_pixels_batch(&self, pixels: Vec<f32>, count: usize) -> Result<Vec<f32>, JsError> {
+        let s = self.model.preprocess.image_size;
+        if count == 0 || pixels.len() != count * 3 * s * s {
+            return Err(JsError::new(&format!("Expected {count} × 3×{s}×{s} pixel values, got {}.", pixels.len())));
+        }
+        let images: Vec<Vec<f32>> = pixels.chunks_exact(3 * s * s).map(<[f32]>::to_vec).collect();
+        let mut e = read_async(self.model.encode_images(&images).embeds).await.map_err(js_error)?;
+        normalize_rows(&mut e, self.model.info.config.projection_dim);
+        Ok(e)
     }
 
     /// L2-normalised text embeddings, concatenated (`texts.len() × dim`).

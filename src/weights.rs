@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::block::BlockWeights;
+use crate::pack;
 use crate::model::{
     Activation, ClipConfig, ClipWeights, TextConfig, TextWeights, TransformerConfig, VisionConfig,
     VisionWeights,
@@ -49,6 +50,8 @@ pub enum WeightsError {
     UnsupportedDtype { name: String, dtype: String },
     #[error("The config file cannot be used: {0}")]
     BadConfig(String),
+    #[error("This model pack is damaged or from another version: {0}. Make it again with `fieldclip pack`.")]
+    BadPack(String),
 }
 
 /// The key layout of a checkpoint.
@@ -86,6 +89,8 @@ pub struct WeightsInfo {
 pub struct LoadedWeights {
     pub weights: ClipWeights,
     pub info: WeightsInfo,
+    /// The config file used: the one given, or the one inside a model pack.
+    pub config_json: Option<Vec<u8>>,
 }
 
 /// Reads a checkpoint from memory. `config_json` is the optional config file that sat next to
@@ -93,7 +98,11 @@ pub struct LoadedWeights {
 pub fn load(bytes: &[u8], config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
     let tensors = parse(bytes)?;
     let source = Source::new(&tensors);
-    let config_value = parse_config(config_json)?;
+    let config_json = match config_json {
+        Some(given) => Some(given.to_vec()),
+        None => pack_config(bytes)?,
+    };
+    let config_value = parse_config(config_json.as_deref())?;
     let layout = source.layout().ok_or_else(|| source.unknown_layout())?;
     let names = Names { layout };
     let (config, config_source) = derive_config(&source, &names, config_value.as_ref())?;
@@ -106,7 +115,33 @@ pub fn load(bytes: &[u8], config_json: Option<&[u8]>) -> Result<LoadedWeights, W
         config,
         config_source,
     };
-    Ok(LoadedWeights { weights, info })
+    Ok(LoadedWeights { weights, info, config_json })
+}
+
+/// The config file inside a model pack (`pack.rs`), checking the pack's version; `None` for
+/// a plain checkpoint or a pack made without a config file.
+fn pack_config(bytes: &[u8]) -> Result<Option<Vec<u8>>, WeightsError> {
+    let Ok((_, header)) = SafeTensors::read_metadata(bytes) else { return Ok(None) };
+    let Some(meta) = header.metadata() else { return Ok(None) };
+    match meta.get(pack::FORMAT_KEY).map(String::as_str) {
+        None => Ok(None),
+        Some(pack::FORMAT_VERSION) => Ok(meta.get(pack::CONFIG_KEY).map(|c| c.as_bytes().to_vec())),
+        Some(other) => Err(WeightsError::BadPack(format!(
+            "it is pack format {other}, this fieldclip reads format {}",
+            pack::FORMAT_VERSION
+        ))),
+    }
+}
+
+/// A stored tensor as f32 values (F32, F16 or BF16).
+pub(crate) fn to_f32(name: &str, view: &TensorView) -> Result<Vec<f32>, WeightsError> {
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        other => return Err(WeightsError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+    })
 }
 
 fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
@@ -237,25 +272,29 @@ impl<'a> Source<'a> {
         if found != expected && !scalar_ok {
             return Err(WeightsError::WrongShape { name: key.to_string(), expected: expected.to_vec(), found });
         }
-        let data = view.data();
-        Ok(match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-            other => {
-                return Err(WeightsError::UnsupportedDtype { name: key.to_string(), dtype: format!("{other:?}") })
-            }
-        })
+        if view.dtype() != Dtype::I8 {
+            return to_f32(key, &view);
+        }
+        // An int8 tensor of a model pack: one scale per row.
+        let damaged = |why: String| WeightsError::BadPack(format!("tensor `{key}` {why}"));
+        let scales = self.view(&format!("{key}{}", pack::SCALE_SUFFIX)).ok_or_else(|| damaged("is int8 but has no scales".into()))?;
+        let scales = to_f32(key, &scales)?;
+        let rows = found.first().copied().unwrap_or(1);
+        if scales.len() != rows || rows == 0 {
+            return Err(damaged(format!("has {} scales for {rows} rows", scales.len())));
+        }
+        let cols = view.data().len() / rows;
+        Ok(view.data().chunks_exact(cols).zip(&scales).flat_map(|(row, s)| row.iter().map(move |&q| q as i8 as f32 * s)).collect())
     }
 
+    /// The storage dtypes of the weights (a pack's scale tensors left out).
     fn dtypes(&self) -> Vec<String> {
-        let set: BTreeSet<String> = self.tensors.iter().map(|(_, v)| format!("{:?}", v.dtype())).collect();
+        let set: BTreeSet<String> = self
+            .tensors
+            .iter()
+            .filter(|(name, _)| !name.ends_with(pack::SCALE_SUFFIX))
+            .map(|(_, v)| format!("{:?}", v.dtype()))
+            .collect();
         set.into_iter().collect()
     }
 }

@@ -211,3 +211,21 @@ async fn adapter_made_in_the_browser_classifies_like_its_formula_and_round_trips
     classifier.set_labels(labels.clone(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!());
     assert!(classifier.set_adapter(Some(json)).is_err());
 }
+
+#[wasm_bindgen_test]
+async fn q8_pack_made_and_loaded_in_the_browser_keeps_the_embeddings() {
+    use fieldclip::pack::{pack, PackDtype};
+    let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
+    let packed = pack(WEIGHTS, Some(CONFIG), PackDtype::Q8).unwrap_or_else(|e| panic!("{e}"));
+    assert!(packed.len() * 10 < WEIGHTS.len() * 3, "{} bytes", packed.len());
+    // No config file: the pack's own.
+    let classifier = Classifier::create(packed.clone(), None, "cpu".into(), None).await.unwrap_or_else(|_| panic!());
+    for (i, pixels, _) in IMAGES {
+        let got = classifier.embed_pixels(npy_f32(pixels)).await.unwrap_or_else(|_| panic!());
+        let want = floats(&expected["image_embeds"][i]);
+        let cos: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        web_sys::console::log_1(&format!("q8 pack: image {i} cosine {cos:.6}").into());
+        assert!(cos >= 0.99, "image {i}: cosine {cos}");
+    }
+    assert!(Classifier::create(packed[..packed.len() / 2].to_vec(), None, "cpu".into(), None).await.is_err(), "a truncated pack");
+}

@@ -147,7 +147,8 @@ $('weights-url-button').addEventListener('click', async () => {
     writer.current = await openModelWriter();
     const weights = await readWithProgress(response, Number(response.headers.get('content-length')) || 0, writer);
     let config;
-    for (const name of ['open_clip_config.json', 'config.json']) {
+    // A pack (.fcpk) carries its config; a safetensors file may have one next to it.
+    for (const name of /\.fcpk$/i.test(weightsUrl) ? [] : ['open_clip_config.json', 'config.json']) {
       const r = await fetch(new URL(name, new URL(weightsUrl, location.href))).catch(() => null);
       if (r && r.ok) { config = await r.arrayBuffer(); break; }
     }

@@ -124,13 +124,113 @@ async function searchSuite() {
   await new Promise((r) => { const d = indexedDB.deleteDatabase(name); d.onsuccess = d.onerror = r; });
 }
 
-const suites = { search: searchSuite };
+// ---- fieldclip next to transformers.js (ONNX Runtime Web) on the same weights ----
+// `?suite=peer&engine=fieldclip-webgpu|fieldclip-cpu|peer-webgpu|peer-wasm`, one engine per page
+// load (benches/web/run.mjs runs all four and prints the table with ratios). The same inputs
+// for both: deterministic 224×224 pixels, 30 label prompts, one photo.
+const LABELS = ['oak', 'beech', 'birch', 'maple', 'ash', 'willow', 'alder', 'hazel', 'rowan', 'holly',
+  'yew', 'pine', 'spruce', 'larch', 'fir', 'poplar', 'aspen', 'elm', 'lime', 'hornbeam',
+  'sweet chestnut', 'horse chestnut', 'sycamore', 'field maple', 'wild cherry', 'blackthorn',
+  'hawthorn', 'elder', 'dogwood', 'spindle'];
+const TEMPLATE = (label) => `a photo of a ${label}, a type of tree.`;
+
+function benchPixels(count, seed) {
+  const rand = random(seed);
+  return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
+}
+
+async function fetchBytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+async function fieldclipEngine(backend, opts) {
+  const { Classifier } = await import('../pkg/fieldclip.js');
+  await init();
+  const start = performance.now();
+  const weights = await fetchBytes(opts.weights);
+  const config = await fetchBytes(opts.config);
+  const model = await Classifier.create(weights, config, backend);
+  const one = benchPixels(1, 1);
+  await model.embedPixels(one);
+  report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
+  const eight = benchPixels(8, 2);
+  const prompts = LABELS.map(TEMPLATE);
+  const photo = await fetchBytes(opts.photo);
+  await time('image embed, batch 1', () => model.embedPixels(one), opts);
+  await time('image embed, batch 8', () => model.embedPixelsBatch(eight, 8), opts);
+  await time('30 label prompts', () => model.embedTexts(prompts), opts);
+  // The page's path: the labels' prompts are cached, an edited label is encoded alone.
+  await model.setLabels(LABELS, ['a photo of a {}, a type of tree.']);
+  let edit = 0;
+  await time('classify one photo after editing one label', async () => {
+    const labels = [...LABELS];
+    labels[edit % 30] = `${LABELS[edit % 30]} ${++edit}`;
+    await model.setLabels(labels, ['a photo of a {}, a type of tree.']);
+    await model.classify(photo, 5);
+  }, opts);
+}
+
+async function peerEngine(device, opts) {
+  const t = await import('/node_modules/@huggingface/transformers/dist/transformers.js');
+  t.env.allowRemoteModels = false;
+  t.env.allowLocalModels = true;
+  t.env.localModelPath = opts.peerModels;
+  t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
+  const start = performance.now();
+  const load = { device, dtype: 'fp32' };
+  const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
+  const processor = await t.AutoProcessor.from_pretrained(opts.peerModel);
+  const vision = await t.CLIPVisionModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'vision_model' });
+  const text = await t.CLIPTextModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'text_model' });
+  const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
+  const one = benchPixels(1, 1);
+  await images(one, 1);
+  report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
+  const eight = benchPixels(8, 2);
+  // CLIP's text tower as exported takes 77 tokens, as transformers.js pads for CLIP.
+  const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));
+  const photo = await fetchBytes(opts.photo);
+  await time('image embed, batch 1', () => images(one, 1), opts);
+  await time('image embed, batch 8', () => images(eight, 8), opts);
+  await time('30 label prompts', () => encode(LABELS.map(TEMPLATE)), opts);
+  // What the zero-shot pipeline does for each photo: every label's prompt, then the photo.
+  let edit = 0;
+  await time('classify one photo after editing one label', async () => {
+    const labels = [...LABELS];
+    labels[edit % 30] = `${LABELS[edit % 30]} ${++edit}`;
+    const { text_embeds: textEmbeds } = await encode(labels.map(TEMPLATE));
+    const image = await t.RawImage.fromBlob(new Blob([photo]));
+    const { image_embeds: imageEmbeds } = await vision(await processor(image));
+    return [textEmbeds, imageEmbeds];
+  }, opts);
+}
+
+async function peerSuite() {
+  const engine = params.get('engine') || 'fieldclip-cpu';
+  const opts = {
+    warmup: Number(params.get('warmup') || 2),
+    runs: Number(params.get('runs') || 10),
+    weights: params.get('weights') || '/bench-models/vitb32/model.safetensors',
+    config: params.get('config') || '/bench-models/vitb32/config.json',
+    photo: params.get('photo') || '/tests/data/images/coffee.jpg',
+    peerModels: '/bench-models/',
+    peerModel: 'transformers-js-vitb32',
+  };
+  $('bench-status').textContent = `Running ${engine}…`;
+  const [kind, backend] = engine.split('-');
+  if (kind === 'fieldclip') await fieldclipEngine(backend === 'webgpu' ? 'webgpu' : 'cpu', opts);
+  else await peerEngine(backend === 'webgpu' ? 'webgpu' : 'wasm', opts);
+}
+
+const suites = { search: searchSuite, peer: peerSuite };
 const suite = params.get('suite') || 'search';
 try {
   $('bench-status').textContent = `Running ${suite}…`;
   await suites[suite]();
   $('bench-status').textContent = 'Done.';
-  window.benchResult = { suite, userAgent: navigator.userAgent, rows };
+  window.benchResult = { suite, engine: params.get('engine'), crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
   console.log(`fieldclip-bench ${JSON.stringify(rows.map((r) => [r.what, r.median]))}`);
 } catch (e) {
   $('bench-status').textContent = `Failed: ${e.message}`;

@@ -1,28 +1,120 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
-// Usage: node benches/web/run.mjs [suite] [--out file.json]
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--engines a,b] [--out file.json]
+//
+// `peer` compares fieldclip with transformers.js (ONNX Runtime Web) on the same random
+// full-size ViT-B/32, each on WebGPU and on the CPU (wasm). It needs:
+//   - the safetensors weights: $FIELDCLIP_VITB32_WEIGHTS, default
+//     ~/.cache/fieldclip-oracle/vitb32-random/model.safetensors (`make_oracle.py models`);
+//   - the ONNX towers next to them in onnx/ (`make_oracle.py onnx`);
+//   - npm's @huggingface/transformers, installed here into benches/web/peer/ on first use.
+// Pages are served cross-origin isolated (COOP/COEP), so ONNX Runtime may use its threads.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, symlink, writeFile, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { browser, serve } from '../../tests/e2e/webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const args = process.argv.slice(2);
-const suite = args.find((a) => !a.startsWith('--')) || 'search';
-const outIndex = args.indexOf('--out');
-const out = outIndex >= 0 ? resolve(args[outIndex + 1]) : resolve(root, `benches/results/web-${suite}.json`);
+const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const suite = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--')) || 'search';
+const out = resolve(option('--out', join(root, `benches/results/web-${suite}.json`)));
+const PEER_VERSION = '4.3.2';
 
-const server = await serve(root);
-const page = await browser();
-try {
-  await page.goto(`${server.url}bench.html?suite=${suite}`);
-  const result = await page.waitFor('return window.benchResult;', `the ${suite} benchmark`, 3600e3);
-  if (result.error) throw new Error(result.error);
+/** transformers.js, and a model folder in its layout over the oracle's ONNX export. */
+async function preparePeer() {
+  const peer = join(root, 'benches/web/peer');
+  if (!existsSync(join(peer, 'node_modules/@huggingface/transformers/package.json'))) {
+    await mkdir(peer, { recursive: true });
+    console.log(`installing @huggingface/transformers@${PEER_VERSION} (npm)…`);
+    // --ignore-scripts/--omit=optional: only the browser bundle and ONNX Runtime Web's files
+    // are needed, no native Node add-ons.
+    execFileSync('npm', ['install', '--prefix', peer, '--no-save', '--no-audit', '--no-fund', '--ignore-scripts',
+      '--omit=optional', `@huggingface/transformers@${PEER_VERSION}`], { stdio: 'inherit' });
+  }
+  const weights = process.env.FIELDCLIP_VITB32_WEIGHTS || join(homedir(), '.cache/fieldclip-oracle/vitb32-random/model.safetensors');
+  const onnx = join(dirname(weights), 'onnx');
+  for (const f of [weights, join(onnx, 'clip_vision.onnx'), join(onnx, 'clip_text.onnx')]) {
+    if (!existsSync(f)) throw new Error(`${f} is missing: make it with ../shared/oracle/make_oracle.py (stages models, onnx)`);
+  }
+  const models = join(homedir(), '.cache/fieldclip-bench/models');
+  await rm(models, { recursive: true, force: true });
+  const fc = join(models, 'vitb32');
+  const tj = join(models, 'transformers-js-vitb32');
+  await mkdir(fc, { recursive: true });
+  await mkdir(join(tj, 'onnx'), { recursive: true });
+  await symlink(weights, join(fc, 'model.safetensors'));
+  await copyFile(join(root, 'tests/data/vitb32/config.json'), join(fc, 'config.json'));
+  await copyFile(join(root, 'tests/data/vitb32/config.json'), join(tj, 'config.json'));
+  await copyFile(join(root, 'assets/tokenizer.json'), join(tj, 'tokenizer.json'));
+  await writeFile(join(tj, 'tokenizer_config.json'), JSON.stringify({
+    tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true,
+    bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', unk_token: '<|endoftext|>',
+  }));
+  await writeFile(join(tj, 'preprocessor_config.json'), JSON.stringify({
+    image_processor_type: 'CLIPImageProcessor', feature_extractor_type: 'CLIPFeatureExtractor',
+    do_resize: true, size: { shortest_edge: 224 }, resample: 3, do_center_crop: true, crop_size: { height: 224, width: 224 },
+    do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, do_convert_rgb: true,
+    image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
+  }));
+  await symlink(join(onnx, 'clip_vision.onnx'), join(tj, 'onnx/vision_model.onnx'));
+  await symlink(join(onnx, 'clip_text.onnx'), join(tj, 'onnx/text_model.onnx'));
+  return { '/node_modules/': join(peer, 'node_modules'), '/bench-models/': models };
+}
+
+async function runPage(server, query) {
+  const page = await browser();
+  try {
+    await page.goto(`${server.url}bench.html?${query}`);
+    const result = await page.waitFor('return window.benchResult;', query, 3600e3);
+    if (result.error) throw new Error(`${query}: ${result.error}`);
+    return result;
+  } finally {
+    await page.close();
+  }
+}
+
+const fmt = (r) => `${r.median.toFixed(r.unit === 'ms' ? 1 : 0)} ${r.unit}`;
+let result;
+if (suite === 'peer') {
+  const mounts = await preparePeer();
+  const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+  const server = await serve(root, { mounts, headers });
+  const engines = option('--engines', 'fieldclip-webgpu,peer-webgpu,fieldclip-cpu,peer-wasm').split(',');
+  const runs = option('--runs', '10');
+  const byEngine = {};
+  try {
+    for (const engine of engines) {
+      console.log(`running ${engine}…`);
+      byEngine[engine] = await runPage(server, `suite=peer&engine=${engine}&runs=${runs}`);
+      for (const r of byEngine[engine].rows) console.log(`  ${r.what}: ${fmt(r)}`);
+    }
+  } finally {
+    await server.close();
+  }
+  const whats = byEngine[engines[0]].rows.map((r) => r.what);
+  const cell = (engine, what) => byEngine[engine]?.rows.find((r) => r.what === what);
+  const ratio = (a, b, what) => (cell(a, what) && cell(b, what) ? `${(cell(a, what).median / cell(b, what).median).toFixed(2)}×` : '–');
+  const lines = [
+    `| full-size ViT-B/32, fp32, medians of ${runs} | ${engines.join(' | ')} | fieldclip/peer WebGPU | fieldclip/peer CPU |`,
+    `| --- |${engines.map(() => ' --- |').join('')} --- | --- |`,
+    ...whats.map((what) => `| ${what} | ${engines.map((e) => (cell(e, what) ? fmt(cell(e, what)) : '–')).join(' | ')} | ${ratio('fieldclip-webgpu', 'peer-webgpu', what)} | ${ratio('fieldclip-cpu', 'peer-wasm', what)} |`),
+  ];
+  console.log(`\n${lines.join('\n')}`);
+  const any = Object.values(byEngine)[0];
+  result = { suite, userAgent: any.userAgent, crossOriginIsolated: any.crossOriginIsolated, peer: `@huggingface/transformers@${PEER_VERSION}`, table: lines, engines: byEngine };
+} else {
+  const server = await serve(root);
+  try {
+    result = await runPage(server, `suite=${suite}`);
+  } finally {
+    await server.close();
+  }
   const width = Math.max(...result.rows.map((r) => r.what.length));
   console.log(`${suite} — ${result.userAgent}`);
-  for (const r of result.rows) console.log(`${r.what.padEnd(width)}  ${r.median.toFixed(r.unit === 'ms' ? 2 : 0).padStart(10)} ${r.unit}${r.runs > 1 ? ` (median of ${r.runs})` : ''}`);
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, `${JSON.stringify({ date: new Date().toISOString(), ...result }, null, 1)}\n`);
-  console.log(`written to ${out}`);
-} finally {
-  await page.close();
-  await server.close();
+  for (const r of result.rows) console.log(`${r.what.padEnd(width)}  ${fmt(r).padStart(12)}${r.runs > 1 ? ` (median of ${r.runs})` : ''}`);
 }
+await mkdir(dirname(out), { recursive: true });
+await writeFile(out, `${JSON.stringify({ date: new Date().toISOString(), ...result }, null, 1)}\n`);
+console.log(`written to ${out}`);

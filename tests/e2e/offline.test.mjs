@@ -86,7 +86,7 @@ test('after one online visit, the page, model, lists and results come back offli
     // Cut the network: the server is gone (a listener on its port records any request that
     // still arrives) and the browser is offline.
     await server.close();
-    tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), server.port);
+    tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), { port: server.port });
     await page.cdp('Network.enable');
     await page.cdp('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await page.open(server.url);

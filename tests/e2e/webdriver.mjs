@@ -2,7 +2,8 @@
 // end-to-end tests need no npm package and never download a browser.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 
 const TYPES = {
@@ -11,18 +12,24 @@ const TYPES = {
   '.svg': 'image/svg+xml', '.webmanifest': 'application/manifest+json',
 };
 
-/** Serves `root` on 127.0.0.1 at `port` (default: a free one); `requests` lists the paths asked for. */
-export async function serve(root, port = 0) {
+/**
+ * Serves `root` on 127.0.0.1 at `port` (default: a free one); `mounts` maps URL prefixes to
+ * other folders, `headers` are added to every answer. `requests` lists the paths asked for.
+ */
+export async function serve(root, { port = 0, mounts = {}, headers = {} } = {}) {
   const requests = [];
   const server = createServer(async (req, res) => {
     requests.push(req.url);
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-    let file = join(root, path);
+    const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const [prefix, base] = Object.entries(mounts).find(([p]) => urlPath.startsWith(p)) || ['/', root];
+    const path = normalize(urlPath.slice(prefix.length - 1)).replace(/^(\.\.[/\\])+/, '');
+    let file = join(base, path);
     try {
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length });
-      res.end(body);
+      const { size } = await stat(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': size, ...headers });
+      // Streamed: model files are hundreds of MB.
+      createReadStream(file).pipe(res);
     } catch {
       res.writeHead(404).end('not found');
     }

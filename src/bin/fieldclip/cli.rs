@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldclip::adapter::{DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BLEND, DEFAULT_PROBE_L2};
 use fieldclip::clip::{classify, ensemble_labels, label_prompts, normalize_rows, read, Template};
 use fieldclip::fingerprint::{model_id, sha256_hex};
+use fieldclip::pack::{pack, PackDtype};
 use fieldclip::tokenizer::ClipTokenizer;
 use fieldclip::{Adapter, ClipModel, Error, Index, Prediction};
 use serde_json::json;
@@ -106,6 +107,24 @@ enum Command {
         #[arg(long)]
         weights: PathBuf,
     },
+    /// A compact model pack (.fcpk): one file with the config, in f16 or int8 (q8), that the
+    /// page and this tool load like the safetensors file.
+    Pack {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, value_enum)]
+        dtype: PackArg,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PackArg {
+    /// Half precision: half the size
+    F16,
+    /// int8 matrices with a scale per output channel: about a quarter of the size
+    Q8,
 }
 
 #[derive(Args)]
@@ -194,17 +213,21 @@ fn device(backend: Backend) -> Device {
 /// The weights file and its optional config file.
 fn resolve_weights(path: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
     let (file, dir) = if path.is_dir() {
-        let file = ["model.safetensors", "open_clip_model.safetensors"]
+        let file = ["model.safetensors", "open_clip_model.safetensors", "model.fcpk"]
             .iter()
             .map(|n| path.join(n))
             .find(|p| p.is_file())
-            .ok_or_else(|| format!("{} holds no model.safetensors or open_clip_model.safetensors", path.display()))?;
+            .ok_or_else(|| format!("{} holds no model.safetensors, open_clip_model.safetensors or model.fcpk", path.display()))?;
         (file, path.to_path_buf())
     } else if path.is_file() {
         (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
     } else {
         return Err(format!("{} does not exist", path.display()));
     };
+    // A pack carries its own config file.
+    if file.extension().is_some_and(|e| e == "fcpk") {
+        return Ok((file, None));
+    }
     let config = ["open_clip_config.json", "config.json"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
     Ok((file, config))
 }
@@ -501,6 +524,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             println!("{}", json!({ "texts": texts }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pack { weights, dtype, output } => {
+            let (file, config) = resolve_weights(&weights)?;
+            let bytes = read_file(&file)?;
+            let config_bytes = config.as_deref().map(read_file).transpose()?;
+            let dtype = match dtype {
+                PackArg::F16 => PackDtype::F16,
+                PackArg::Q8 => PackDtype::Q8,
+            };
+            let packed = pack(&bytes, config_bytes.as_deref(), dtype).map_err(|e| format!("{}: {e}", file.display()))?;
+            std::fs::write(&output, &packed).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            let mb = |n: usize| n as f64 / 1e6;
+            println!(
+                "{}: {:.1} MB ({}), {:.0}% of {} ({:.1} MB)",
+                output.display(),
+                mb(packed.len()),
+                dtype.name(),
+                100.0 * packed.len() as f64 / bytes.len() as f64,
+                file.display(),
+                mb(bytes.len())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { weights } => {

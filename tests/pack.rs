@@ -1,0 +1,121 @@
+//! Model packs (`fieldclip pack`): f16 and int8 packs against the f32 model they were made
+//! from, on the oracle's pixels and prompts (embedding cosine, and each image's top-1 prompt);
+//! the config travels inside; damaged packs say so.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use fieldclip::clip::{normalize_rows, read as read_tensor};
+use fieldclip::pack::{pack, PackDtype};
+use fieldclip::weights::WeightsError;
+use fieldclip::{ClipModel, Error};
+use serde_json::Value;
+
+/// Normalised image and text embeddings of the oracle's pixels and prompts.
+fn embeddings(model: &ClipModel, expected: &Value) -> (Vec<f32>, Vec<f32>) {
+    let dim = model.info.config.projection_dim;
+    let pixels: Vec<Vec<f32>> =
+        expected["images"].as_array().unwrap().iter().map(|i| npy_f32(&read(i["pixels_npy"].as_str().unwrap()))).collect();
+    let texts: Vec<&str> = expected["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
+    let mut images = read_tensor(model.encode_images(&pixels).embeds).unwrap();
+    let mut text = read_tensor(model.encode_tokens(&model.tokenize(&texts).unwrap()).embeds).unwrap();
+    normalize_rows(&mut images, dim);
+    normalize_rows(&mut text, dim);
+    (images, text)
+}
+
+/// The best prompt for each image: the label classification shows first.
+fn top1(images: &[f32], text: &[f32], dim: usize) -> Vec<usize> {
+    images.chunks_exact(dim).map(|i| argmax(&text.chunks_exact(dim).map(|t| cosine(i, t)).collect::<Vec<_>>())).collect()
+}
+
+fn min_row_cosine(a: &[f32], b: &[f32], dim: usize) -> f32 {
+    a.chunks_exact(dim).zip(b.chunks_exact(dim)).map(|(x, y)| cosine(x, y)).fold(1.0, f32::min)
+}
+
+/// Packs `weights` both ways and checks size, embeddings and top-1 against the f32 model.
+/// Returns (dtype, pack bytes, min image cosine, min text cosine) for each.
+fn check_packs(what: &str, weights: &[u8], config: &[u8], expected: &Value) -> Vec<(PackDtype, usize, f32, f32)> {
+    let device = Device::flex();
+    let original = ClipModel::from_bytes(weights, Some(config), &device).unwrap();
+    let dim = original.info.config.projection_dim;
+    let (images, text) = embeddings(&original, expected);
+    let mut report = Vec::new();
+    for (dtype, min_cosine) in [(PackDtype::F16, 0.999), (PackDtype::Q8, 0.99)] {
+        let packed = pack(weights, Some(config), dtype).unwrap();
+        // No config file given: the pack's own is used.
+        let model = ClipModel::from_bytes(&packed, None, &device).unwrap();
+        assert_eq!(model.info.config, original.info.config, "{what} {dtype:?}: the config travels in the pack");
+        assert_eq!((model.preprocess.mean, model.preprocess.std), (original.preprocess.mean, original.preprocess.std));
+        let (p_images, p_text) = embeddings(&model, expected);
+        let (ci, ct) = (min_row_cosine(&images, &p_images, dim), min_row_cosine(&text, &p_text, dim));
+        eprintln!("{what} {dtype:?}: {} of {} bytes ({:.1}%), min cosine images {ci:.6}, texts {ct:.6}",
+            packed.len(), weights.len(), 100.0 * packed.len() as f64 / weights.len() as f64);
+        assert!(ci >= min_cosine && ct >= min_cosine, "{what} {dtype:?}: cosine {ci} / {ct} < {min_cosine}");
+        assert_eq!(top1(&p_images, &p_text, dim), top1(&images, &text, dim), "{what} {dtype:?}: top-1 prompt of every oracle image");
+        report.push((dtype, packed.len(), ci, ct));
+    }
+    report
+}
+
+#[test]
+fn tiny_packs_keep_the_embeddings_and_top1() {
+    let report = check_packs("tiny", &read("tiny/model.safetensors"), &read("tiny/config.json"), &json("tiny/expected.json"));
+    let f32_size = read("tiny/model.safetensors").len() as f64;
+    assert!((report[0].1 as f64) < 0.52 * f32_size, "f16 halves the size");
+    assert!((report[1].1 as f64) < 0.30 * f32_size, "q8 is about a quarter");
+}
+
+#[test]
+fn open_clip_tiny_pack_keeps_its_config() {
+    check_packs(
+        "openclip_tiny",
+        &read("openclip_tiny/model.safetensors"),
+        &read("openclip_tiny/open_clip_config.json"),
+        &json("openclip_tiny/expected.json"),
+    );
+}
+
+#[test]
+fn vitb32_q8_pack_meets_size_and_quality_when_weights_given() {
+    let Ok(path) = std::env::var("FIELDCLIP_VITB32_WEIGHTS") else {
+        eprintln!("FIELDCLIP_VITB32_WEIGHTS not set: skipping the full-size pack check");
+        return;
+    };
+    let weights = std::fs::read(path).unwrap();
+    let report = check_packs("ViT-B/32", &weights, &read("vitb32/config.json"), &json("vitb32/expected.json"));
+    assert!(report[1].1 <= 160_000_000, "q8 pack of ViT-B/32: {} bytes", report[1].1);
+}
+
+#[test]
+fn damaged_packs_say_what_is_wrong() {
+    let weights = read("tiny/model.safetensors");
+    let packed = pack(&weights, Some(&read("tiny/config.json")), PackDtype::Q8).unwrap();
+    let load = |bytes: &[u8]| ClipModel::from_bytes(bytes, None, &Device::flex()).err().expect("an error");
+
+    let e = load(&packed[..packed.len() - 1000]);
+    assert!(matches!(e, Error::Weights(WeightsError::Truncated { .. })), "{e}");
+    assert!(e.to_string().contains("truncated"), "{e}");
+
+    // Another format version in the header (same length, so the file stays well-formed).
+    let marker = b"\"fieldclip.pack\":\"1\"";
+    let at = packed.windows(marker.len()).position(|w| w == marker).expect("pack marker in the header");
+    let mut newer = packed.clone();
+    newer[at + marker.len() - 2] = b'9';
+    let e = load(&newer);
+    assert_eq!(e.to_string(), "This model pack is damaged or from another version: it is pack format 9, this fieldclip reads format 1. Make it again with `fieldclip pack`.");
+
+    // An int8 tensor whose scales are gone (renamed in the header).
+    let scale = b".q8_scale\"";
+    let at = packed.windows(scale.len()).position(|w| w == scale).unwrap();
+    let mut unscaled = packed.clone();
+    unscaled[at + 1..at + 3].copy_from_slice(b"xx");
+    let e = load(&unscaled);
+    assert!(matches!(e, Error::Weights(WeightsError::BadPack(_))), "{e}");
+    assert!(e.to_string().contains("is int8 but has no scales"), "{e}");
+
+    // Something that is not a model is not packed.
+    assert!(pack(b"not a model", None, PackDtype::F16).is_err());
+}
