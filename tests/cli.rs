@@ -311,3 +311,33 @@ fn adapt_learns_two_classes_from_examples_and_classify_uses_the_adapter() {
     assert_eq!(code, 2);
     assert!(stderr.contains("The class `a logo.` has no labelled examples"), "{stderr}");
 }
+
+#[test]
+fn pack_writes_a_quarter_size_file_that_embeds_like_the_original() {
+    let dir = std::env::temp_dir().join(format!("fieldclip-pack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let packed = dir.join("model.fcpk");
+    let (code, stdout, stderr) = fieldclip(&["pack", "--weights", &path("tiny"), "--dtype", "q8", "-o", &packed.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("(q8), 28% of"), "{stdout}");
+    let size = std::fs::metadata(&packed).unwrap().len() as f64;
+    assert!(size < 0.3 * std::fs::metadata(data("tiny/model.safetensors")).unwrap().len() as f64);
+
+    // The pack alone (its folder has no config file) embeds like the original model.
+    let expected = json("tiny/expected.json");
+    let (code, stdout, stderr) =
+        fieldclip(&["embed", "--weights", &dir.display().to_string(), "--image", &path("images/chelsea.png")]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let cos = cosine(&floats(&out["images"][0]["embedding"]), &floats(&expected["image_embeds"][3]));
+    assert!(cos >= 0.99, "cosine {cos}");
+    let (code, stdout, _) = fieldclip(&["inspect", "--weights", &packed.display().to_string()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("F16, I8"), "{stdout}");
+
+    std::fs::write(dir.join("model.fcpk"), &std::fs::read(&packed).unwrap()[..1000]).unwrap();
+    let (code, _, stderr) = fieldclip(&["embed", "--weights", &dir.display().to_string(), "--text", "a cat"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("truncated"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
