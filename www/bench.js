@@ -12,13 +12,21 @@ function median(values) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+// Between runs the page goes back to its event loop, so it stays scriptable (the headless
+// runner polls it) even when one run keeps the main thread busy for seconds.
+const breathe = () => new Promise((resolve) => setTimeout(resolve, 0));
+
 async function time(what, fn, { warmup = 3, runs = 20, unit = 'ms' } = {}) {
-  for (let i = 0; i < warmup; i++) await fn();
+  for (let i = 0; i < warmup; i++) {
+    await fn();
+    await breathe();
+  }
   const ms = [];
   for (let i = 0; i < runs; i++) {
     const start = performance.now();
     await fn();
     ms.push(performance.now() - start);
+    await breathe();
   }
   report({ what, median: median(ms), unit, runs, all: ms });
 }

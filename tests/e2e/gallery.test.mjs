@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { captureDownload, useLabels } from './app.mjs';
 import { browser, serve } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -47,11 +48,7 @@ test('collection: index a folder, search it, teach two photos, classify with the
     await page.open(`${server.url}index.html`);
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
     await page.waitFor(`return /^Loaded/.test(document.getElementById('model-status').textContent);`, 'the model');
-    await page.run(`
-      document.getElementById('labels').value = arguments[0].join('\\n');
-      document.getElementById('templates').value = '{}';
-      document.getElementById('templates').dispatchEvent(new Event('input'));`, labels);
-    await page.waitFor(`return /^3 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
+    await useLabels(page, labels);
 
     // Bad input first: searching an empty collection says so.
     await page.run(`document.getElementById('search-text').value = 'a cat'; document.getElementById('search-form').requestSubmit();`);
@@ -130,13 +127,7 @@ test('collection: index a folder, search it, teach two photos, classify with the
     }
 
     // Export → import gives the same result.
-    const exported = await page.run(`
-      const original = HTMLAnchorElement.prototype.click;
-      const link = new Promise((resolve) => { HTMLAnchorElement.prototype.click = function () { resolve(this); }; });
-      document.getElementById('adapter-export').click();
-      const a = await link;
-      HTMLAnchorElement.prototype.click = original;
-      return await (await fetch(a.href)).text();`);
+    const exported = (await captureDownload(page, 'adapter-export')).text;
     const adapterFile = JSON.parse(exported);
     assert.deepEqual(adapterFile.labels, labels);
     assert.deepEqual(adapterFile.key_labels.sort(), [0, 1]);

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFile, cp, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { useLabels } from './app.mjs';
 import { browser, serve } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -33,15 +34,6 @@ async function loadModelFromUrl(page) {
   await page.run(`document.getElementById('weights-url-button').click();`);
   const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|Could not/.test(t) && t;`, 'the model');
   assert.match(status, /Loaded ViT .*1\.9 M parameters/, status);
-}
-
-async function useOracleLabels(page, labels) {
-  await page.run(`
-    const [labels] = arguments;
-    document.getElementById('labels').value = labels.join('\\n');
-    document.getElementById('templates').value = '{}';
-    document.getElementById('templates').dispatchEvent(new Event('input'));`, labels);
-  await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
 }
 
 /** Classifies the photos and returns name → [{label, probability}] of their new cards. */
@@ -79,7 +71,7 @@ test('after one online visit, the page, model, lists and results come back offli
     await waitForServiceWorker(page);
     await loadModelFromUrl(page);
     assert.match(await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'saving'), /^Saved on this device/);
-    await useOracleLabels(page, labels);
+    await useLabels(page, labels);
     const online = await classify(page, PHOTOS);
     assertMatchesOracle(online, expected, labels);
 
@@ -140,7 +132,7 @@ test('a full device: the model is not saved, says so, and still classifies', { t
     await loadModelFromUrl(page);
     const saved = await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'the save to fail');
     assert.match(saved, /not saved on the device: there is not enough storage space/, saved);
-    await useOracleLabels(page, labels);
+    await useLabels(page, labels);
     assertMatchesOracle(await classify(page, PHOTOS), expected, labels);
     assert.match(await page.run(`return document.querySelector('#device-models summary').textContent;`), /\(0\)$/);
   } finally {

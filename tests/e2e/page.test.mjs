@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { captureDownload, useLabels } from './app.mjs';
 import { browser, serve } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -24,12 +25,7 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
 
     // The oracle's prompts are whole sentences: use them as labels with the template "{}".
     const labels = expected.prompts.map((p) => p.text);
-    await page.run(`
-      const [labels] = arguments;
-      document.getElementById('labels').value = labels.join('\\n');
-      document.getElementById('templates').value = '{}';
-      document.getElementById('templates').dispatchEvent(new Event('input'));`, labels);
-    await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
+    await useLabels(page, labels);
 
     const broken = join(tmpdir(), 'broken-photo.jpg');
     await writeFile(broken, Buffer.from('\xff\xd8\xff\xe0 definitely not a complete jpeg'));
@@ -60,13 +56,7 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
     assert.match(bad.error, /could not be decoded|not an image/);
 
     // The CSV export: captured from the download link the page creates.
-    const csv = await page.run(`
-      const original = HTMLAnchorElement.prototype.click;
-      const link = new Promise((resolve) => { HTMLAnchorElement.prototype.click = function () { resolve(this); }; });
-      document.getElementById('export-csv').click();
-      const a = await link;
-      HTMLAnchorElement.prototype.click = original;
-      return { name: a.download, text: await (await fetch(a.href)).text() };`);
+    const csv = await captureDownload(page, 'export-csv');
     assert.equal(csv.name, 'fieldclip-results.csv');
     const rows = csv.text.trim().split('\n');
     assert.equal(rows[0], 'file,rank,label,probability');
