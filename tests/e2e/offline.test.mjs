@@ -63,11 +63,13 @@ test('after one online visit, the page, model, lists and results come back offli
   const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
   const labels = expected.prompts.map((p) => p.text);
   const site = await makeSite();
-  const server = await serve(site);
+  // Deployed under a sub-path, as on most static hosts.
+  const server = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-host-')), { mounts: { '/field/fieldclip/': site } });
+  const app = `${server.url}field/fieldclip/`;
   const page = await browser();
   let tripwire;
   try {
-    await page.open(server.url);
+    await page.open(app);
     await waitForServiceWorker(page);
     await loadModelFromUrl(page);
     assert.match(await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'saving'), /^Saved on this device/);
@@ -81,7 +83,7 @@ test('after one online visit, the page, model, lists and results come back offli
     tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), { port: server.port });
     await page.cdp('Network.enable');
     await page.cdp('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
-    await page.open(server.url);
+    await page.open(app);
     const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|failed/.test(t) && t;`, 'the stored model');
     assert.match(status, /Loaded ViT/, status);
     assert.match(await page.run(text('save-status')), /loaded from this device/);
@@ -99,7 +101,7 @@ test('after one online visit, the page, model, lists and results come back offli
     }
     // The browser's own service-worker update check may try sw.js and its file list; the
     // page itself asks for nothing.
-    const leaked = tripwire.requests.filter((url) => !/^\/(sw\.js|pkg\/shell\.js)$/.test(url));
+    const leaked = tripwire.requests.filter((url) => !/^\/field\/fieldclip\/(sw\.js|pkg\/shell\.js)$/.test(url));
     assert.deepEqual(leaked, [], 'requests that left the page while offline');
 
     // A stored model whose bytes changed is removed and the user is told.
@@ -110,7 +112,7 @@ test('after one online visit, the page, model, lists and results come back offli
         await w.write({ type: 'write', position: 1000, data: new Uint8Array([1, 2, 3, 4]) });
         await w.close();
       }`);
-    await page.open(server.url);
+    await page.open(app);
     const broken = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /integrity|Loaded/.test(t) && t;`, 'the integrity check');
     assert.match(broken, /failed its integrity check .* removed/, broken);
     await page.waitFor(`return /\\(0\\)$/.test(document.querySelector('#device-models summary').textContent);`, 'the model list to be empty');
