@@ -32,6 +32,19 @@ self.addEventListener('message', (event) => {
   if (event.data === 'version') event.source.postMessage({ version: self.SHELL_VERSION });
 });
 
+/**
+ * The same response with the two headers that make the page cross-origin isolated, so the
+ * threaded WebAssembly (pkg-threads/, shared memory) can run even where the static host sends
+ * no such headers. Only same-origin shell files pass through here.
+ */
+function isolated(response) {
+  if (!response || response.type === 'opaque' || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const { request } = event;
   if (request.method !== 'GET') return;
@@ -42,6 +55,6 @@ self.addEventListener('fetch', (event) => {
   if (!SHELL.has(key)) return; // models, config files: straight to the network
   event.respondWith((async () => {
     const cached = await caches.match(key, { cacheName: CACHE });
-    return cached || fetch(request);
+    return isolated(cached || await fetch(request));
   })());
 });

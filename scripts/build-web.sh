@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# Builds the page's WebAssembly into pkg/ (wasm-pack, ES module output).
+# Builds the page's WebAssembly (wasm-pack, ES module output):
+#   pkg/          single-threaded, runs anywhere (stable Rust, SIMD128);
+#   pkg-threads/  burn's CPU backend on every core (Web Workers + shared memory). Built with
+#                 nightly Rust, because std must be rebuilt with atomics; used by the page only
+#                 where it is cross-origin isolated (scripts/serve.py and sw.js send the headers).
+# Pass --release for the smallest, fastest binaries (a cold build takes ~12 min each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fieldclip-target}"
 # The dev profile optimises all dependencies (Cargo.toml) and shares its build with
-# `wasm-pack test`; pass --release for the smallest, fastest binary (a cold build takes ~12 min).
+# `wasm-pack test`.
 wasm-pack build --target web --no-typescript "${@:---dev}"
 rm -f pkg/.gitignore pkg/package.json pkg/README.md
+
+if [ "${FIELDCLIP_NO_THREADS:-}" = 1 ]; then
+  echo "FIELDCLIP_NO_THREADS=1: skipping the threaded build (the page stays single-threaded)"
+  rm -rf pkg-threads
+else
+  # RUSTFLAGS replaces .cargo/config.toml's wasm32 flags, so SIMD128 is repeated here. The
+  # memory may grow to 4 GiB (the default maximum of shared memory is 1 GiB, too small for a
+  # full-size f32 model and its activations). Its own target dir: nightly's artefacts never mix
+  # with stable's.
+  RUSTUP_TOOLCHAIN=nightly CARGO_TARGET_DIR="$CARGO_TARGET_DIR-threads" \
+    RUSTFLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 -C link-arg=--max-memory=4294967296' \
+    wasm-pack build --target web --no-typescript --out-dir pkg-threads "${@:---dev}" -- \
+    --no-default-features --features threads -Z build-std=panic_abort,std
+  rm -f pkg-threads/.gitignore pkg-threads/package.json pkg-threads/README.md
+  # wasm-bindgen-rayon's worker imports its package as a directory ('../../..'), which only a
+  # bundler resolves; a static server needs the module's file name.
+  sed -i "s|import('../../..')|import('../../../fieldclip.js')|" pkg-threads/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
+fi
 bash scripts/stamp-shell.sh

@@ -7,4 +7,4 @@ bash scripts/setup.sh
 bash scripts/build-web.sh "$@"
 PORT="${PORT:-8000}"
 echo "fieldclip: open http://127.0.0.1:$PORT/ (Ctrl-C stops the server)"
-exec python3 -m http.server "$PORT" --bind 127.0.0.1
+exec python3 scripts/serve.py "$PORT"

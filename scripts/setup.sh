@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing fieldclip needs on Debian, skipping what is already there:
-# the wasm32 target, Debian's chromium + chromium-driver, wasm-pack and the wasm-bindgen CLI
+# the wasm32 target (and nightly Rust for the threaded page build), Debian's chromium + chromium-driver, wasm-pack and the wasm-bindgen CLI
 # matching Cargo.lock (both built from crates.io; nothing prebuilt is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
+fi
+
+# The threaded page build (scripts/build-web.sh) rebuilds std with atomics: nightly Rust with its
+# source and the wasm32 target. Skipped when FIELDCLIP_NO_THREADS=1.
+if [ "${FIELDCLIP_NO_THREADS:-}" != 1 ]; then
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  rustup component list --toolchain nightly --installed | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
+  rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown --toolchain nightly
 fi
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

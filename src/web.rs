@@ -1,6 +1,7 @@
 //! The browser shell: a thin `#[wasm_bindgen]` layer over `ClipModel`. Everything that reads
 //! tensors back does it asynchronously (a synchronous read panics on WebGPU).
 
+#[cfg(feature = "webgpu")]
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use crate::fingerprint::model_id;
 use crate::search::{rank_with_norms, row_norms};
 use crate::{ClipModel, Error};
 
+#[cfg(feature = "webgpu")]
 thread_local! {
     /// burn's wgpu runtime can be initialised once per page; later models reuse the device.
     static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
@@ -38,6 +40,12 @@ fn run_constructors_once() {
     }
 }
 
+/// The threaded build's `initThreadPool(n)`: starts `n` Web Workers for rayon, which burn's
+/// CPU backend uses for its matmuls. Call it once after `init()`, from a worker (rayon blocks
+/// the calling thread, which the main thread may not do).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 /// Runs once when the module is instantiated (in the page or a worker).
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -54,6 +62,7 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 }
 
 /// WebGPU through burn's wgpu backend, or why it is not available.
+#[cfg(feature = "webgpu")]
 async fn webgpu_device() -> Result<Device, String> {
     if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
         return Ok(device);
@@ -61,6 +70,12 @@ async fn webgpu_device() -> Result<Device, String> {
     let device = Device::wgpu_options().init_async().await.map_err(|e| format!("{e}"))?;
     WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
     Ok(device)
+}
+
+/// The threaded build has no WebGPU (see Cargo.toml's `threads` feature).
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device() -> Result<Device, String> {
+    Err("this is the threaded CPU build of fieldclip, without WebGPU".into())
 }
 
 /// Picks the backend: `webgpu`, `cpu`, or `auto` (WebGPU when an adapter is there, else CPU).

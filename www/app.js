@@ -57,11 +57,11 @@ async function loadModel(weights, config, { name, sha256 }) {
   setStatus($('model-status'), `Building the model from ${name}…`);
   try {
     const prompts = await device.getPrompts(sha256).catch(() => null);
-    const { info, modelId, backend, reason } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
+    const { info, modelId, backend, reason, cpu } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
     state.modelLoaded = true;
     state.modelId = sha256;
     const params = (info.parameters / 1e6).toFixed(1);
-    setStatus($('model-status'), `Loaded ${info.name}, ${params} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : 'the CPU'}: ${reason}. Now check the labels and add photos.`);
+    setStatus($('model-status'), `Loaded ${info.name}, ${params} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`}: ${reason}. Now check the labels and add photos.`);
     await applyLabels();
     await gallery.setModel(modelId);
     renderModels();

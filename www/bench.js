@@ -1,35 +1,14 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
 import init, { GalleryIndex } from '../pkg/fieldclip.js';
+import { LABELS, TEMPLATE, benchPixels, fetchBytes, random, time as timeWith } from './bench-common.js';
 import { openDeviceStore } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const rows = [];
 
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-// Between runs the page goes back to its event loop, so it stays scriptable (the headless
-// runner polls it) even when one run keeps the main thread busy for seconds.
-const breathe = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-async function time(what, fn, { warmup = 3, runs = 20, unit = 'ms' } = {}) {
-  for (let i = 0; i < warmup; i++) {
-    await fn();
-    await breathe();
-  }
-  const ms = [];
-  for (let i = 0; i < runs; i++) {
-    const start = performance.now();
-    await fn();
-    ms.push(performance.now() - start);
-    await breathe();
-  }
-  report({ what, median: median(ms), unit, runs, all: ms });
-}
+const time = (what, fn, opts) => timeWith(what, fn, opts, report);
 
 function report(row) {
   rows.push(row);
@@ -40,18 +19,6 @@ function report(row) {
     tr.append(td);
   }
   $('bench-table').tBodies[0].append(tr);
-}
-
-/** A seeded generator, so every run searches the same synthetic collection. */
-function random(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
 }
 
 function unitRows(n, dim, rand) {
@@ -133,51 +100,25 @@ async function searchSuite() {
 }
 
 // ---- fieldclip next to transformers.js (ONNX Runtime Web) on the same weights ----
-// `?suite=peer&engine=fieldclip-webgpu|fieldclip-cpu|peer-webgpu|peer-wasm`, one engine per page
-// load (benches/web/run.mjs runs all four and prints the table with ratios). The same inputs
+// `?suite=peer&engine=fieldclip-webgpu|fieldclip-cpu|peer-webgpu|peer-wasm[&threads=N]`, one
+// engine per page load (benches/web/run.mjs runs them and prints the table with ratios). The same inputs
 // for both: deterministic 224×224 pixels, 30 label prompts, one photo.
-const LABELS = ['oak', 'beech', 'birch', 'maple', 'ash', 'willow', 'alder', 'hazel', 'rowan', 'holly',
-  'yew', 'pine', 'spruce', 'larch', 'fir', 'poplar', 'aspen', 'elm', 'lime', 'hornbeam',
-  'sweet chestnut', 'horse chestnut', 'sycamore', 'field maple', 'wild cherry', 'blackthorn',
-  'hawthorn', 'elder', 'dogwood', 'spindle'];
-const TEMPLATE = (label) => `a photo of a ${label}, a type of tree.`;
+let cpuInfo = null;
 
-function benchPixels(count, seed) {
-  const rand = random(seed);
-  return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
-}
-
-async function fetchBytes(url) {
-  const r = await fetch(url);
-  if (!r.ok) throw new Error(`${url}: ${r.status}`);
-  return new Uint8Array(await r.arrayBuffer());
-}
-
-async function fieldclipEngine(backend, opts) {
-  const { Classifier } = await import('../pkg/fieldclip.js');
-  await init();
-  const start = performance.now();
-  const weights = await fetchBytes(opts.weights);
-  const config = await fetchBytes(opts.config);
-  const model = await Classifier.create(weights, config, backend);
-  const one = benchPixels(1, 1);
-  await model.embedPixels(one);
-  report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
-  const eight = benchPixels(8, 2);
-  const prompts = LABELS.map(TEMPLATE);
-  const photo = await fetchBytes(opts.photo);
-  await time('image embed, batch 1', () => model.embedPixels(one), opts);
-  await time('image embed, batch 8', () => model.embedPixelsBatch(eight, 8), opts);
-  await time('30 label prompts', () => model.embedTexts(prompts), opts);
-  // The page's path: the labels' prompts are cached, an edited label is encoded alone.
-  await model.setLabels(LABELS, ['a photo of a {}, a type of tree.']);
-  let edit = 0;
-  await time('classify one photo after editing one label', async () => {
-    const labels = [...LABELS];
-    labels[edit % 30] = `${LABELS[edit % 30]} ${++edit}`;
-    await model.setLabels(labels, ['a photo of a {}, a type of tree.']);
-    await model.classify(photo, 5);
-  }, opts);
+/** fieldclip in a worker (www/bench-fieldclip.js), as the page runs it; rows come back here. */
+function fieldclipInWorker(backend, threads, opts) {
+  const worker = new Worker(new URL('./bench-fieldclip.js', import.meta.url), { type: 'module' });
+  return new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => {
+      if (data.cpu) cpuInfo = data.cpu;
+      if (data.row) report(data.row);
+      if (data.error) reject(new Error(data.error));
+      if (data.done || data.error) worker.terminate();
+      if (data.done) resolve();
+    };
+    worker.onerror = (e) => reject(new Error(e.message || 'the benchmark worker failed'));
+    worker.postMessage({ backend, threads, opts });
+  });
 }
 
 async function peerEngine(device, opts) {
@@ -186,12 +127,15 @@ async function peerEngine(device, opts) {
   t.env.allowLocalModels = true;
   t.env.localModelPath = opts.peerModels;
   t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
+  // ONNX Runtime's default is half the cores (at most 4); `threads=N` overrides it.
+  if (opts.threads) t.env.backends.onnx.wasm.numThreads = opts.threads;
   const start = performance.now();
   const load = { device, dtype: 'fp32' };
   const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
   const processor = await t.AutoProcessor.from_pretrained(opts.peerModel);
   const vision = await t.CLIPVisionModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'vision_model' });
   const text = await t.CLIPTextModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'text_model' });
+  globalThis.ortThreads = t.env.backends.onnx.wasm.numThreads;
   const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
   const one = benchPixels(1, 1);
   await images(one, 1);
@@ -225,11 +169,17 @@ async function peerSuite() {
     photo: params.get('photo') || '/tests/data/images/coffee.jpg',
     peerModels: '/bench-models/',
     peerModel: 'transformers-js-vitb32',
+    threads: Number(params.get('threads')) || undefined,
   };
   $('bench-status').textContent = `Running ${engine}…`;
   const [kind, backend] = engine.split('-');
-  if (kind === 'fieldclip') await fieldclipEngine(backend === 'webgpu' ? 'webgpu' : 'cpu', opts);
+  if (kind === 'fieldclip') await fieldclipInWorker(backend === 'webgpu' ? 'webgpu' : 'cpu', opts.threads, opts);
   else await peerEngine(backend === 'webgpu' ? 'webgpu' : 'wasm', opts);
+}
+
+/** How many threads ONNX Runtime used, when the peer ran. */
+function peerThreads() {
+  return globalThis.ortThreads;
 }
 
 const suites = { search: searchSuite, peer: peerSuite };
@@ -238,7 +188,7 @@ try {
   $('bench-status').textContent = `Running ${suite}…`;
   await suites[suite]();
   $('bench-status').textContent = 'Done.';
-  window.benchResult = { suite, engine: params.get('engine'), crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
+  window.benchResult = { suite, engine: params.get('engine'), threads: peerThreads() ?? cpuInfo?.threads, cpu: cpuInfo?.reason, crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
   console.log(`fieldclip-bench ${JSON.stringify(rows.map((r) => [r.what, r.median]))}`);
 } catch (e) {
   $('bench-status').textContent = `Failed: ${e.message}`;

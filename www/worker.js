@@ -1,6 +1,10 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
-import init, { Classifier, GalleryIndex } from '../pkg/fieldclip.js';
+import { loadWasm } from './wasm.js';
 
+let Classifier;
+let GalleryIndex;
+/** How the CPU backend runs (`{ threads, reason }`), for the page's status line. */
+let cpu;
 let classifier = null;
 // The collection's embeddings (step 4), searched by exact brute force in WebAssembly.
 let gallery = null;
@@ -9,7 +13,25 @@ let adapter = null;
 // Kept to rebuild the model on the CPU if the WebGPU device is lost.
 let source = null;
 let labels = null;
-const ready = init();
+// Which build is loaded: 'threads' (CPU on every core) or 'single' (WebGPU, or one core).
+let build = null;
+// Set when the threaded build could not start here: not tried again.
+let threadsUnavailable = false;
+
+/**
+ * Loads the build that suits the backend: WebGPU (and `auto` where there is an adapter) needs
+ * pkg/, the threaded build has no WebGPU; the CPU gets pkg-threads/ where the page allows it.
+ */
+async function useBuild(backend) {
+  const gpu = backend === 'webgpu' || (backend !== 'cpu' && !!(await self.navigator.gpu?.requestAdapter().catch(() => null)));
+  const want = gpu || threadsUnavailable ? 'single' : 'threads';
+  if (build === want) return;
+  const loaded = await loadWasm(gpu ? 1 : undefined);
+  ({ Classifier, GalleryIndex } = loaded.wasm);
+  cpu = loaded.cpu;
+  build = cpu.threads > 1 ? 'threads' : 'single';
+  if (!gpu && build === 'single') threadsUnavailable = true;
+}
 
 async function create(backend) {
   const progress = (step, fraction) => self.postMessage({ progress: { step, fraction } });
@@ -46,6 +68,7 @@ async function handle(msg) {
       classifier = null;
       labels = null;
       adapter = null;
+      await useBuild(msg.backend);
       source = { weights: new Uint8Array(msg.weights), config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
       try {
         await create(msg.backend);
@@ -55,7 +78,7 @@ async function handle(msg) {
         source.prompts = null;
         await create(msg.backend);
       }
-      return { info: classifier.info(), modelId: classifier.modelId, backend: classifier.backend, reason: classifier.backendReason, cachedPrompts: classifier.encodedPrompts };
+      return { info: classifier.info(), modelId: classifier.modelId, backend: classifier.backend, reason: classifier.backendReason, cpu, cachedPrompts: classifier.encodedPrompts };
     }
     case 'embedImage':
       need();
@@ -124,7 +147,7 @@ let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
   queue = queue.then(async () => {
     try {
-      await ready;
+      if (!build) await useBuild('webgpu');
       self.postMessage({ id: data.id, ok: true, value: await handle(data) });
     } catch (e) {
       self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e) });

@@ -81,13 +81,16 @@ if (suite === 'peer') {
   const mounts = await preparePeer();
   const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
   const server = await serve(root, { mounts, headers });
+  // `name@N`: the engine with N threads (fieldclip's CPU backend, or ONNX Runtime's wasm).
   const engines = option('--engines', 'fieldclip-webgpu,peer-webgpu,fieldclip-cpu,peer-wasm').split(',');
   const runs = option('--runs', '10');
   const byEngine = {};
   try {
     for (const engine of engines) {
+      const [name, threads] = engine.split('@');
       console.log(`running ${engine}…`);
-      byEngine[engine] = await runPage(server, `suite=peer&engine=${engine}&runs=${runs}`);
+      byEngine[engine] = await runPage(server, `suite=peer&engine=${name}&runs=${runs}${threads ? `&threads=${threads}` : ''}`);
+      console.log(`  threads: ${byEngine[engine].threads ?? '?'}${byEngine[engine].cpu ? ` (${byEngine[engine].cpu})` : ''}`);
       for (const r of byEngine[engine].rows) console.log(`  ${r.what}: ${fmt(r)}`);
     }
   } finally {
@@ -96,10 +99,13 @@ if (suite === 'peer') {
   const whats = byEngine[engines[0]].rows.map((r) => r.what);
   const cell = (engine, what) => byEngine[engine]?.rows.find((r) => r.what === what);
   const ratio = (a, b, what) => (cell(a, what) && cell(b, what) ? `${(cell(a, what).median / cell(b, what).median).toFixed(2)}×` : '–');
+  // Each fieldclip engine against the peer on the same backend (its default threads).
+  const pairs = engines.filter((e) => e.startsWith('fieldclip-')).map((e) => [e, e.startsWith('fieldclip-webgpu') ? 'peer-webgpu' : 'peer-wasm']).filter(([, p]) => engines.includes(p));
+  const title = (e) => (byEngine[e]?.threads && !e.includes('webgpu') ? `${e} (${byEngine[e].threads} thr.)` : e);
   const lines = [
-    `| full-size ViT-B/32, fp32, medians of ${runs} | ${engines.join(' | ')} | fieldclip/peer WebGPU | fieldclip/peer CPU |`,
-    `| --- |${engines.map(() => ' --- |').join('')} --- | --- |`,
-    ...whats.map((what) => `| ${what} | ${engines.map((e) => (cell(e, what) ? fmt(cell(e, what)) : '–')).join(' | ')} | ${ratio('fieldclip-webgpu', 'peer-webgpu', what)} | ${ratio('fieldclip-cpu', 'peer-wasm', what)} |`),
+    `| full-size ViT-B/32, fp32, medians of ${runs} | ${engines.map(title).join(' | ')} |${pairs.map(([a, b]) => ` ${a} / ${b} |`).join('')}`,
+    `| --- |${engines.map(() => ' --- |').join('')}${pairs.map(() => ' --- |').join('')}`,
+    ...whats.map((what) => `| ${what} | ${engines.map((e) => (cell(e, what) ? fmt(cell(e, what)) : '–')).join(' | ')} |${pairs.map(([a, b]) => ` ${ratio(a, b, what)} |`).join('')}`),
   ];
   console.log(`\n${lines.join('\n')}`);
   const any = Object.values(byEngine)[0];

@@ -1,0 +1,83 @@
+// What bench.html's page and its workers share: timing, seeded inputs, and the fieldclip side
+// of the comparison with transformers.js (run in a worker, where the threaded build may block).
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+// Between runs the page goes back to its event loop, so it stays scriptable (the headless
+// runner polls it) even when one run keeps the main thread busy for seconds.
+const breathe = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/** Runs `fn` `warmup` times, then `runs` times timed; reports the median through `report`. */
+export async function time(what, fn, { warmup = 3, runs = 20, unit = 'ms' } = {}, report) {
+  for (let i = 0; i < warmup; i++) {
+    await fn();
+    await breathe();
+  }
+  const ms = [];
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    await fn();
+    ms.push(performance.now() - start);
+    await breathe();
+  }
+  report({ what, median: median(ms), unit, runs, all: ms });
+}
+
+/** A seeded generator, so every run uses the same synthetic inputs. */
+export function random(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+// The same inputs for both engines: deterministic 224×224 pixels, 30 label prompts, one photo.
+export const LABELS = ['oak', 'beech', 'birch', 'maple', 'ash', 'willow', 'alder', 'hazel', 'rowan', 'holly',
+  'yew', 'pine', 'spruce', 'larch', 'fir', 'poplar', 'aspen', 'elm', 'lime', 'hornbeam',
+  'sweet chestnut', 'horse chestnut', 'sycamore', 'field maple', 'wild cherry', 'blackthorn',
+  'hawthorn', 'elder', 'dogwood', 'spindle'];
+export const TEMPLATE = (label) => `a photo of a ${label}, a type of tree.`;
+
+export function benchPixels(count, seed) {
+  const rand = random(seed);
+  return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
+}
+
+export async function fetchBytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/** fieldclip's side of `?suite=peer`: `Classifier` from an initialised build, `backend` cpu|webgpu. */
+export async function fieldclipEngine(Classifier, backend, opts, report) {
+  const start = performance.now();
+  const weights = await fetchBytes(opts.weights);
+  const config = await fetchBytes(opts.config);
+  const model = await Classifier.create(weights, config, backend);
+  const one = benchPixels(1, 1);
+  await model.embedPixels(one);
+  report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
+  const eight = benchPixels(8, 2);
+  const prompts = LABELS.map(TEMPLATE);
+  const photo = await fetchBytes(opts.photo);
+  await time('image embed, batch 1', () => model.embedPixels(one), opts, report);
+  await time('image embed, batch 8', () => model.embedPixelsBatch(eight, 8), opts, report);
+  await time('30 label prompts', () => model.embedTexts(prompts), opts, report);
+  // The page's path: the labels' prompts are cached, an edited label is encoded alone.
+  await model.setLabels(LABELS, ['a photo of a {}, a type of tree.']);
+  let edit = 0;
+  await time('classify one photo after editing one label', async () => {
+    const labels = [...LABELS];
+    labels[edit % 30] = `${LABELS[edit % 30]} ${++edit}`;
+    await model.setLabels(labels, ['a photo of a {}, a type of tree.']);
+    await model.classify(photo, 5);
+  }, opts, report);
+}
