@@ -6,9 +6,9 @@ import { loadWasm } from './wasm.js';
 self.onmessage = async ({ data: { backend, threads, opts } }) => {
   try {
     // WebGPU needs the single-threaded build (the threaded one has no WebGPU).
-    const { wasm, cpu } = await loadWasm(backend === 'webgpu' ? 1 : threads || undefined);
+    const { wasm, memory, cpu } = await loadWasm(backend === 'webgpu' ? 1 : threads || undefined);
     self.postMessage({ cpu });
-    await fieldclipEngine(wasm.Classifier, backend, opts, (row) => self.postMessage({ row }));
+    await fieldclipEngine(wasm.Classifier, backend, { ...opts, memory }, (row) => self.postMessage({ row }));
     self.postMessage({ done: true });
   } catch (e) {
     self.postMessage({ error: String(e.message || e) });

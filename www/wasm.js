@@ -5,17 +5,17 @@
 
 /**
  * Imports and starts the best build for this context. `threads`: how many to use (default:
- * every core; 1 picks the single-threaded build). Resolves to `{ wasm, cpu }`: the module's
- * exports and `{ threads, reason }` saying how the CPU backend runs, for the user.
+ * every core; 1 picks the single-threaded build). Resolves to `{ wasm, memory, cpu }`: the
+ * module's exports, its `WebAssembly.Memory`, and `{ threads, reason }` saying how the CPU backend runs, for the user.
  */
 export async function loadWasm(threads = navigator.hardwareConcurrency || 1) {
   let reason;
   if (threads > 1 && self.crossOriginIsolated) {
     try {
       const wasm = await import('../pkg-threads/fieldclip.js');
-      await wasm.default();
+      const exports = await wasm.default();
       await wasm.initThreadPool(threads);
-      return { wasm, cpu: { threads, reason: `${threads} threads` } };
+      return { wasm, memory: exports.memory, cpu: { threads, reason: `${threads} threads` } };
     } catch (e) {
       reason = `one thread (the threaded build did not start: ${e.message || e})`;
     }
@@ -25,6 +25,6 @@ export async function loadWasm(threads = navigator.hardwareConcurrency || 1) {
     reason = 'one thread';
   }
   const wasm = await import('../pkg/fieldclip.js');
-  await wasm.default();
-  return { wasm, cpu: { threads: 1, reason } };
+  const exports = await wasm.default();
+  return { wasm, memory: exports.memory, cpu: { threads: 1, reason } };
 }

@@ -1,5 +1,5 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
-// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--engines a,b] [--out file.json]
+// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--warmup N] [--engines a,b[@threads]] [--out file.json]
 //
 // `peer` compares fieldclip with transformers.js (ONNX Runtime Web) on the same random
 // full-size ViT-B/32, each on WebGPU and on the CPU (wasm). It needs:
@@ -84,12 +84,13 @@ if (suite === 'peer') {
   // `name@N`: the engine with N threads (fieldclip's CPU backend, or ONNX Runtime's wasm).
   const engines = option('--engines', 'fieldclip-webgpu,peer-webgpu,fieldclip-cpu,peer-wasm').split(',');
   const runs = option('--runs', '10');
+  const warmup = option('--warmup', '2');
   const byEngine = {};
   try {
     for (const engine of engines) {
       const [name, threads] = engine.split('@');
       console.log(`running ${engine}…`);
-      byEngine[engine] = await runPage(server, `suite=peer&engine=${name}&runs=${runs}${threads ? `&threads=${threads}` : ''}`);
+      byEngine[engine] = await runPage(server, `suite=peer&engine=${name}&runs=${runs}&warmup=${warmup}${threads ? `&threads=${threads}` : ''}`);
       console.log(`  threads: ${byEngine[engine].threads ?? '?'}${byEngine[engine].cpu ? ` (${byEngine[engine].cpu})` : ''}`);
       for (const r of byEngine[engine].rows) console.log(`  ${r.what}: ${fmt(r)}`);
     }
@@ -103,7 +104,7 @@ if (suite === 'peer') {
   const pairs = engines.filter((e) => e.startsWith('fieldclip-')).map((e) => [e, e.startsWith('fieldclip-webgpu') ? 'peer-webgpu' : 'peer-wasm']).filter(([, p]) => engines.includes(p));
   const title = (e) => (byEngine[e]?.threads && !e.includes('webgpu') ? `${e} (${byEngine[e].threads} thr.)` : e);
   const lines = [
-    `| full-size ViT-B/32, fp32, medians of ${runs} | ${engines.map(title).join(' | ')} |${pairs.map(([a, b]) => ` ${a} / ${b} |`).join('')}`,
+    `| full-size ViT-B/32, fp32, medians of ${runs} after ${warmup} warm-up | ${engines.map(title).join(' | ')} |${pairs.map(([a, b]) => ` ${a} / ${b} |`).join('')}`,
     `| --- |${engines.map(() => ' --- |').join('')}${pairs.map(() => ' --- |').join('')}`,
     ...whats.map((what) => `| ${what} | ${engines.map((e) => (cell(e, what) ? fmt(cell(e, what)) : '–')).join(' | ')} |${pairs.map(([a, b]) => ` ${ratio(a, b, what)} |`).join('')}`),
   ];
