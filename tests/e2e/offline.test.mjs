@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { appendFile, cp, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,7 +17,9 @@ const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee_alpha.png'];
 /** The deployable site (what a static host would serve) plus the tiny model at models/. */
 async function makeSite() {
   const site = await mkdtemp(join(tmpdir(), 'fieldclip-site-'));
-  for (const f of ['index.html', 'manifest.webmanifest', 'sw.js', 'icons', 'www', 'pkg']) await cp(join(root, f), join(site, f), { recursive: true });
+  // pkg-threads/ is part of the shell when it was built (pkg/shell.js lists its files).
+  const built = existsSync(join(root, 'pkg-threads')) ? ['pkg-threads'] : [];
+  for (const f of ['index.html', 'manifest.webmanifest', 'sw.js', 'icons', 'www', 'pkg', ...built]) await cp(join(root, f), join(site, f), { recursive: true });
   await mkdir(join(site, 'models'));
   await cp(data('tiny/model.safetensors'), join(site, 'models/model.safetensors'));
   await cp(data('tiny/config.json'), join(site, 'models/config.json'));
