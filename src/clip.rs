@@ -10,6 +10,12 @@ use crate::preprocess::{self, Pipeline, PreprocessConfig};
 use crate::tokenizer::{ClipTokenizer, Tokens};
 use crate::weights::{self, Layout, WeightsInfo};
 
+/// burn's CPU backend computes with int8 tensors and holds the weights in (WebAssembly)
+/// memory, where a quarter of the size matters; the GPU backends get f32.
+fn keeps_int8_weights(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
 /// A loaded CLIP model with its tokenizer and preprocessing, on one device.
 pub struct ClipModel {
     pub model: Clip,
@@ -35,6 +41,17 @@ impl ClipModel {
     ) -> Result<Self, Error> {
         progress("Reading the weights", 0.0);
         let loaded = weights::load(weights, config)?;
+        Self::from_loaded(loaded, device, progress)
+    }
+
+    /// Builds the model from weights already read (e.g. streamed by a `WeightsReader`).
+    /// Int8 weights of a q8 pack stay int8 on the CPU backend (a quarter of the memory; see
+    /// `model::dense`) and are widened to f32 for the GPU.
+    pub fn from_loaded(
+        loaded: weights::LoadedWeights,
+        device: &Device,
+        progress: &mut dyn FnMut(&str, f32),
+    ) -> Result<Self, Error> {
         let config = loaded.config_json.as_deref();
         let info = loaded.info;
         let pipeline = match info.layout {
@@ -48,6 +65,7 @@ impl ClipModel {
         }
         let tokenizer = ClipTokenizer::with_context_length(info.config.text.context_length)?;
         let (c, w) = (&info.config, loaded.weights);
+        let w = if keeps_int8_weights(device) { w } else { w.dequantise() };
         progress("Building the image encoder", 0.4);
         let vision = VisionTransformer::new(w.vision, &c.vision, c.projection_dim, device);
         progress("Building the text encoder", 0.75);
@@ -55,6 +73,11 @@ impl ClipModel {
         progress("Ready", 1.0);
         let model = Clip { vision, text, logit_scale: w.logit_scale, config: c.clone() };
         Ok(Self { model, tokenizer, preprocess, info, device: device.clone() })
+    }
+
+    /// Whether int8 weights are kept as int8 (see `from_loaded`).
+    pub fn keeps_int8_weights(&self) -> bool {
+        keeps_int8_weights(&self.device)
     }
 
     /// `exp(logit_scale)`, the factor between cosine similarity and logits.

@@ -1,16 +1,18 @@
 //! Every checkpoint layout fieldclip reads, and its mapping onto `model::ClipWeights`, in one
-//! place. Input is bytes (so the browser can hand over a `Uint8Array`); parsing is done by the
-//! reference `safetensors` crate. The architecture is read from tensor shapes and refined by an
+//! place. Input is bytes, pushed in pieces (`WeightsReader`: the browser streams a file into
+//! it) or all at once (`load`); the header is parsed by the reference `safetensors` crate. The architecture is read from tensor shapes and refined by an
 //! optional config file (HF `config.json` or open_clip's `open_clip_config.json`).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use safetensors::SafeTensorError;
+use safetensors::tensor::{Dtype, Metadata, TensorView};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use serde_json::Value;
 
 use crate::model::block::BlockWeights;
+use crate::model::dense::{transpose, HostMatrix};
 use crate::pack;
 use crate::model::{
     Activation, ClipConfig, ClipWeights, TextConfig, TextWeights, TransformerConfig, VisionConfig,
@@ -96,32 +98,215 @@ pub struct LoadedWeights {
 /// Reads a checkpoint from memory. `config_json` is the optional config file that sat next to
 /// the weights (HF `config.json` or `open_clip_config.json`; the kind is recognised).
 pub fn load(bytes: &[u8], config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
-    let tensors = parse(bytes)?;
-    let source = Source::new(&tensors);
-    let config_json = match config_json {
-        Some(given) => Some(given.to_vec()),
-        None => pack_config(bytes)?,
-    };
-    let config_value = parse_config(config_json.as_deref())?;
-    let layout = source.layout().ok_or_else(|| source.unknown_layout())?;
-    let names = Names { layout };
-    let (config, config_source) = derive_config(&source, &names, config_value.as_ref())?;
-    let weights = read_weights(&source, &names, &config)?;
-    let info = WeightsInfo {
-        name: config.name(),
-        layout,
-        dtypes: source.dtypes(),
-        parameters: config.parameter_count(),
-        config,
-        config_source,
-    };
-    Ok(LoadedWeights { weights, info, config_json })
+    let mut reader = WeightsReader::new();
+    reader.push(bytes)?;
+    reader.finish(config_json)
+}
+
+/// Most bytes a safetensors header may take (the reference crate's limit).
+const MAX_HEADER: usize = 100_000_000;
+
+/// A safetensors file (a checkpoint or a model pack) read front to back in pieces of any
+/// size: a download as it arrives, a file read in chunks, or all of it at once. Each tensor's
+/// bytes are kept once, in their own buffer, and handed over (not copied) to the model, so
+/// loading never holds the whole file next to the weights made from it. The file's SHA-256
+/// is computed on the way.
+pub struct WeightsReader {
+    hasher: Sha256,
+    received: usize,
+    /// The first bytes, until the header is complete.
+    head: Vec<u8>,
+    header: Option<Header>,
+    /// Index (in `header.order`) of the tensor being filled.
+    filling: usize,
+    /// Data bytes received so far (after the header).
+    data_received: usize,
+    tensors: HashMap<String, StoredTensor>,
+}
+
+struct Header {
+    /// 8 + the header's length: where tensor data starts.
+    data_start: usize,
+    data_len: usize,
+    /// Tensor names, by offset, with their end offsets.
+    order: Vec<(String, usize)>,
+    metadata: Metadata,
+}
+
+struct StoredTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Default for WeightsReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WeightsReader {
+    pub fn new() -> Self {
+        Self {
+            hasher: Sha256::new(),
+            received: 0,
+            head: Vec::new(),
+            header: None,
+            filling: 0,
+            data_received: 0,
+            tensors: HashMap::new(),
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// The whole file's size, once its header has been read.
+    pub fn expected_size(&self) -> Option<usize> {
+        self.header.as_ref().map(|h| h.data_start + h.data_len)
+    }
+
+    /// The next piece of the file. Fails as soon as the bytes show the file cannot be read.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<(), WeightsError> {
+        self.hasher.update(chunk);
+        self.received += chunk.len();
+        if self.header.is_none() {
+            let before = self.head.len();
+            self.head.extend_from_slice(chunk);
+            let Some(data_start) = header_end(&self.head)? else { return Ok(()) };
+            let mut header = parse_header(&self.head[8..data_start])?;
+            header.data_start = data_start;
+            // Empty tensors get no bytes: stored now.
+            for (name, info) in header.metadata.tensors() {
+                if info.data_offsets.0 == info.data_offsets.1 {
+                    self.tensors.insert(name, StoredTensor { dtype: info.dtype, shape: info.shape.clone(), bytes: Vec::new() });
+                }
+            }
+            self.header = Some(header);
+            chunk = &chunk[data_start - before..];
+            self.head = Vec::new();
+        }
+        let header = self.header.as_ref().unwrap();
+        if self.data_received + chunk.len() > header.data_len {
+            return Err(WeightsError::NotSafetensors(format!(
+                "it goes on for {} bytes after the tensors its header describes",
+                self.data_received + chunk.len() - header.data_len
+            )));
+        }
+        while !chunk.is_empty() {
+            let (name, end) = &header.order[self.filling];
+            let tensor = match self.tensors.get_mut(name) {
+                Some(t) => t,
+                None => {
+                    let info = header.metadata.info(name).expect("a name from the header");
+                    let size = info.data_offsets.1 - info.data_offsets.0;
+                    let stored = StoredTensor { dtype: info.dtype, shape: info.shape.clone(), bytes: Vec::with_capacity(size) };
+                    self.tensors.entry(name.clone()).or_insert(stored)
+                }
+            };
+            let take = (end - self.data_received).min(chunk.len());
+            tensor.bytes.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            self.data_received += take;
+            if self.data_received == *end {
+                self.filling += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's SHA-256 (of the bytes pushed so far), as lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The weights, once the whole file was pushed.
+    pub fn finish(self, config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
+        let Some(header) = self.header else {
+            if self.received == 0 {
+                return Err(WeightsError::Empty);
+            }
+            if self.head.len() < 8 {
+                return Err(WeightsError::NotSafetensors("it is too short to hold a header".into()));
+            }
+            let expected = u64::from_le_bytes(self.head[..8].try_into().unwrap()) as usize;
+            return Err(WeightsError::Truncated { expected, found: self.head.len() - 8 });
+        };
+        if self.data_received < header.data_len {
+            return Err(WeightsError::Truncated {
+                expected: header.data_start + header.data_len,
+                found: self.received,
+            });
+        }
+        let config_json = match config_json {
+            Some(given) => Some(given.to_vec()),
+            None => pack_config(&header.metadata)?,
+        };
+        let source = Source::new(self.tensors);
+        let config_value = parse_config(config_json.as_deref())?;
+        let layout = source.layout().ok_or_else(|| source.unknown_layout())?;
+        let names = Names { layout };
+        let (config, config_source) = derive_config(&source, &names, config_value.as_ref())?;
+        let info = WeightsInfo {
+            name: config.name(),
+            layout,
+            dtypes: source.dtypes(),
+            parameters: config.parameter_count(),
+            config,
+            config_source,
+        };
+        let weights = read_weights(&source, &names, &info.config)?;
+        Ok(LoadedWeights { weights, info, config_json })
+    }
+}
+
+/// Where tensor data starts (8 + the header length) once enough bytes are there to know the
+/// header is complete; an error as soon as the first bytes show another kind of file.
+fn header_end(head: &[u8]) -> Result<Option<usize>, WeightsError> {
+    // Recognise the formats people most often pick by mistake before trying to parse.
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Err(WeightsError::PyTorchPickle);
+    }
+    if head.len() >= 4 && head.starts_with(b"PK\x03\x04") {
+        return Err(WeightsError::PyTorchZip);
+    }
+    if head.len() < 9 {
+        return Ok(None);
+    }
+    if head[0] == 0x08 && head[8] != b'{' {
+        return Err(WeightsError::Onnx);
+    }
+    let length = u64::from_le_bytes(head[..8].try_into().unwrap());
+    if length as usize > MAX_HEADER || length < 2 {
+        return Err(WeightsError::NotSafetensors("its first 8 bytes are not a valid header length".into()));
+    }
+    if head[8] != b'{' {
+        return Err(WeightsError::NotSafetensors("it does not start with a JSON header".into()));
+    }
+    let end = 8 + length as usize;
+    Ok((head.len() >= end).then_some(end))
+}
+
+fn parse_header(json: &[u8]) -> Result<Header, WeightsError> {
+    let metadata: Metadata = serde_json::from_slice(json)
+        .map_err(|e| WeightsError::NotSafetensors(format!("its header cannot be read ({e})")))?;
+    let order = metadata
+        .offset_keys()
+        .into_iter()
+        .map(|name| {
+            let end = metadata.info(&name).expect("a name from the header").data_offsets.1;
+            (name, end)
+        })
+        .filter(|(name, _)| metadata.info(name).is_some_and(|i| i.data_offsets.1 > i.data_offsets.0))
+        .collect();
+    Ok(Header { data_start: 0, data_len: metadata.data_len(), order, metadata })
 }
 
 /// The config file inside a model pack (`pack.rs`), checking the pack's version; `None` for
 /// a plain checkpoint or a pack made without a config file.
-fn pack_config(bytes: &[u8]) -> Result<Option<Vec<u8>>, WeightsError> {
-    let Ok((_, header)) = SafeTensors::read_metadata(bytes) else { return Ok(None) };
+fn pack_config(header: &Metadata) -> Result<Option<Vec<u8>>, WeightsError> {
     let Some(meta) = header.metadata() else { return Ok(None) };
     match meta.get(pack::FORMAT_KEY).map(String::as_str) {
         None => Ok(None),
@@ -135,52 +320,15 @@ fn pack_config(bytes: &[u8]) -> Result<Option<Vec<u8>>, WeightsError> {
 
 /// A stored tensor as f32 values (F32, F16 or BF16).
 pub(crate) fn to_f32(name: &str, view: &TensorView) -> Result<Vec<f32>, WeightsError> {
-    let data = view.data();
-    Ok(match view.dtype() {
+    bytes_to_f32(name, view.dtype(), view.data())
+}
+
+fn bytes_to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, WeightsError> {
+    Ok(match dtype {
         Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
         other => return Err(WeightsError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
-    })
-}
-
-fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
-    if bytes.is_empty() {
-        return Err(WeightsError::Empty);
-    }
-    // Recognise the formats people most often pick by mistake before trying to parse.
-    if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
-        return Err(WeightsError::PyTorchPickle);
-    }
-    if bytes.starts_with(b"PK\x03\x04") {
-        return Err(WeightsError::PyTorchZip);
-    }
-    if bytes.len() >= 8 {
-        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
-        if header_len as usize > bytes.len().saturating_sub(8) && bytes.len() > 8 && bytes[8] == b'{' {
-            return Err(WeightsError::Truncated { expected: header_len as usize, found: bytes.len() - 8 });
-        }
-        if bytes[0] == 0x08 && bytes.get(8) != Some(&b'{') {
-            return Err(WeightsError::Onnx);
-        }
-    }
-    SafeTensors::deserialize(bytes).map_err(|e| match e {
-        SafeTensorError::MetadataIncompleteBuffer => {
-            let expected = SafeTensors::read_metadata(bytes)
-                .map(|(n, meta)| {
-                    n + 8 + meta.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0)
-                })
-                .unwrap_or(0);
-            WeightsError::Truncated { expected, found: bytes.len() }
-        }
-        SafeTensorError::HeaderTooSmall => WeightsError::NotSafetensors("it is too short to hold a header".into()),
-        SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
-            WeightsError::NotSafetensors("its first 8 bytes are not a valid header length".into())
-        }
-        SafeTensorError::InvalidHeaderDeserialization(_) | SafeTensorError::InvalidHeader(_) => {
-            WeightsError::NotSafetensors("it does not start with a JSON header".into())
-        }
-        other => WeightsError::NotSafetensors(other.to_string()),
     })
 }
 
@@ -214,9 +362,9 @@ impl Shapes for std::collections::HashMap<String, Vec<usize>> {
     }
 }
 
-impl Shapes for Source<'_> {
+impl Shapes for Source {
     fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
-        self.view(key).map(|v| v.shape().to_vec())
+        self.tensors.borrow().get(&format!("{}{key}", self.prefix)).map(|t| t.shape.clone())
     }
 }
 
@@ -234,72 +382,94 @@ fn parse_config(config_json: Option<&[u8]>) -> Result<Option<Value>, WeightsErro
         .transpose()
 }
 
-/// Tensor access with dtype conversion and shape checks.
-struct Source<'a> {
-    tensors: &'a SafeTensors<'a>,
+/// Tensor access with dtype conversion and shape checks. Each tensor is read once: its bytes
+/// are handed over to the weights made from them.
+struct Source {
+    tensors: RefCell<HashMap<String, StoredTensor>>,
     /// A prefix every key carries, e.g. `module.` from DataParallel or `model.`.
     prefix: String,
 }
 
-impl<'a> Source<'a> {
-    fn new(tensors: &'a SafeTensors<'a>) -> Self {
-        let names = tensors.names();
+impl Source {
+    fn new(tensors: HashMap<String, StoredTensor>) -> Self {
         let prefix = ["module.", "model.", "clip."]
             .into_iter()
-            .find(|p| !names.is_empty() && names.iter().all(|n| n.starts_with(p)))
+            .find(|p| !tensors.is_empty() && tensors.keys().all(|n| n.starts_with(p)))
             .unwrap_or("")
             .to_string();
-        Self { tensors, prefix }
+        Self { tensors: RefCell::new(tensors), prefix }
     }
 
     fn unknown_layout(&self) -> WeightsError {
-        let mut names = self.tensors.names();
+        let tensors = self.tensors.borrow();
+        let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
-        let first: Vec<&str> = names.into_iter().take(5).collect();
+        let first: Vec<&str> = names.into_iter().take(5).map(String::as_str).collect();
         WeightsError::UnknownLayout(if first.is_empty() { "none".into() } else { first.join(", ") })
     }
 
-    fn view(&self, key: &str) -> Option<TensorView<'a>> {
-        self.tensors.tensor(&format!("{}{key}", self.prefix)).ok()
-    }
-
-    /// The tensor as f32, checking the shape. A 0-d scalar is accepted for `[1]` and vice versa.
-    fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>, WeightsError> {
-        let view = self.view(key).ok_or_else(|| WeightsError::MissingTensor(key.to_string()))?;
-        let found = view.shape().to_vec();
+    /// Removes a tensor, checking its shape. A 0-d scalar is accepted for `[1]` and vice versa.
+    fn take(&self, key: &str, expected: &[usize]) -> Result<StoredTensor, WeightsError> {
+        let tensor = self
+            .tensors
+            .borrow_mut()
+            .remove(&format!("{}{key}", self.prefix))
+            .ok_or_else(|| WeightsError::MissingTensor(key.to_string()))?;
+        let found = tensor.shape.clone();
         let numel = |s: &[usize]| s.iter().product::<usize>();
         let scalar_ok = numel(&found) == 1 && numel(expected) == 1 && found.len() <= 1 && expected.len() <= 1;
         if found != expected && !scalar_ok {
             return Err(WeightsError::WrongShape { name: key.to_string(), expected: expected.to_vec(), found });
         }
-        if view.dtype() != Dtype::I8 {
-            return to_f32(key, &view);
+        Ok(tensor)
+    }
+
+    /// A vector or small tensor as f32.
+    fn get(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        Ok(self.matrix(key, expected)?.into_f32())
+    }
+
+    /// A weight matrix (any rank, rows = first dimension): int8 with its scales as stored in a
+    /// q8 pack, f32 otherwise.
+    fn matrix(&self, key: &str, expected: &[usize]) -> Result<HostMatrix, WeightsError> {
+        let tensor = self.take(key, expected)?;
+        if tensor.dtype != Dtype::I8 {
+            return Ok(HostMatrix::F32(bytes_to_f32(key, tensor.dtype, &tensor.bytes)?));
         }
         // An int8 tensor of a model pack: one scale per row.
         let damaged = |why: String| WeightsError::BadPack(format!("tensor `{key}` {why}"));
-        let scales = self.view(&format!("{key}{}", pack::SCALE_SUFFIX)).ok_or_else(|| damaged("is int8 but has no scales".into()))?;
-        let scales = to_f32(key, &scales)?;
-        let rows = found.first().copied().unwrap_or(1);
-        if scales.len() != rows || rows == 0 {
+        let rows = tensor.shape.first().copied().unwrap_or(1);
+        let scales = self
+            .take(&format!("{key}{}", pack::SCALE_SUFFIX), &[rows])
+            .map_err(|e| match e {
+                WeightsError::MissingTensor(_) => damaged("is int8 but has no scales".into()),
+                WeightsError::WrongShape { found, .. } => damaged(format!("has scales of shape {found:?} for {rows} rows")),
+                other => other,
+            })?;
+        let scales = bytes_to_f32(key, scales.dtype, &scales.bytes)?;
+        if rows == 0 || scales.len() != rows {
             return Err(damaged(format!("has {} scales for {rows} rows", scales.len())));
         }
-        let cols = view.data().len() / rows;
-        Ok(view.data().chunks_exact(cols).zip(&scales).flat_map(|(row, s)| row.iter().map(move |&q| q as i8 as f32 * s)).collect())
+        // Same size and alignment: the buffer is reused as it is.
+        let mut bytes = std::mem::ManuallyDrop::new(tensor.bytes);
+        // SAFETY: u8 and i8 have the same size and alignment; the Vec's allocation is moved.
+        let values = unsafe { Vec::from_raw_parts(bytes.as_mut_ptr() as *mut i8, bytes.len(), bytes.capacity()) };
+        Ok(HostMatrix::Int8 { values, scales })
     }
 
     /// The storage dtypes of the weights (a pack's scale tensors left out).
     fn dtypes(&self) -> Vec<String> {
         let set: BTreeSet<String> = self
             .tensors
+            .borrow()
             .iter()
             .filter(|(name, _)| !name.ends_with(pack::SCALE_SUFFIX))
-            .map(|(_, v)| format!("{:?}", v.dtype()))
+            .map(|(_, t)| format!("{:?}", t.dtype))
             .collect();
         set.into_iter().collect()
     }
 }
 
-/// Tensor names of one layout.
 struct Names {
     layout: Layout,
 }
@@ -548,39 +718,40 @@ fn read_block(source: &Source, names: &Names, tower: Tower, i: usize, t: &Transf
     let [ln1w, ln1b, outw, outb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b] = names.block_parts();
     let (qkv_weight, qkv_bias) = match names.layout {
         Layout::HuggingFace => {
-            let mut weight = Vec::with_capacity(3 * w * w);
+            let mut weights = Vec::with_capacity(3);
             let mut bias = Vec::with_capacity(3 * w);
             for p in ["q_proj", "k_proj", "v_proj"] {
-                weight.extend(source.get(&n(&format!("self_attn.{p}.weight")), &[w, w])?);
+                weights.push(source.matrix(&n(&format!("self_attn.{p}.weight")), &[w, w])?);
                 bias.extend(source.get(&n(&format!("self_attn.{p}.bias")), &[w])?);
             }
-            (weight, bias)
+            (HostMatrix::concat_rows(weights), bias)
         }
         Layout::OpenClip => {
-            (source.get(&n("attn.in_proj_weight"), &[3 * w, w])?, source.get(&n("attn.in_proj_bias"), &[3 * w])?)
+            (source.matrix(&n("attn.in_proj_weight"), &[3 * w, w])?, source.get(&n("attn.in_proj_bias"), &[3 * w])?)
         }
     };
     Ok(BlockWeights {
         ln_1: (source.get(&n(ln1w), &[w])?, source.get(&n(ln1b), &[w])?),
         qkv_weight,
         qkv_bias,
-        out_weight: source.get(&n(outw), &[w, w])?,
+        out_weight: source.matrix(&n(outw), &[w, w])?,
         out_bias: source.get(&n(outb), &[w])?,
         ln_2: (source.get(&n(ln2w), &[w])?, source.get(&n(ln2b), &[w])?),
-        fc1_weight: source.get(&n(fc1w), &[t.mlp_width, w])?,
+        fc1_weight: source.matrix(&n(fc1w), &[t.mlp_width, w])?,
         fc1_bias: source.get(&n(fc1b), &[t.mlp_width])?,
-        fc2_weight: source.get(&n(fc2w), &[w, t.mlp_width])?,
+        fc2_weight: source.matrix(&n(fc2w), &[w, t.mlp_width])?,
         fc2_bias: source.get(&n(fc2b), &[w])?,
     })
 }
 
 /// Projection in HF orientation `[projection_dim, width]`.
-fn read_projection(source: &Source, names: &Names, key: Key, width: usize, proj: usize) -> Result<Vec<f32>, WeightsError> {
+fn read_projection(source: &Source, names: &Names, key: Key, width: usize, proj: usize) -> Result<HostMatrix, WeightsError> {
     let name = names.get(key);
     match names.layout {
-        Layout::HuggingFace => source.get(name, &[proj, width]),
-        // open_clip computes `x @ proj` with proj `[width, projection_dim]`.
-        Layout::OpenClip => Ok(crate::model::block::transpose(&source.get(name, &[width, proj])?, width, proj)),
+        Layout::HuggingFace => source.matrix(name, &[proj, width]),
+        // open_clip computes `x @ proj` with proj `[width, projection_dim]` (so a pack's
+        // per-row scales are per input here: dequantised before turning it around).
+        Layout::OpenClip => Ok(HostMatrix::F32(transpose(&source.get(name, &[width, proj])?, width, proj))),
     }
 }
 
@@ -589,7 +760,7 @@ fn read_weights(source: &Source, names: &Names, c: &ClipConfig) -> Result<ClipWe
     let v = &c.vision;
     let vw = v.transformer.width;
     let vision = VisionWeights {
-        patch_embedding: source.get(names.get(PatchEmbedding), &[vw, 3, v.patch_size, v.patch_size])?,
+        patch_embedding: source.matrix(names.get(PatchEmbedding), &[vw, 3, v.patch_size, v.patch_size])?,
         class_embedding: source.get(names.get(ClassEmbedding), &[vw])?,
         position_embedding: source.get(names.get(VisionPositions), &[v.num_positions(), vw])?,
         ln_pre: (source.get(names.get(LnPreWeight), &[vw])?, source.get(names.get(LnPreBias), &[vw])?),
@@ -602,7 +773,7 @@ fn read_weights(source: &Source, names: &Names, c: &ClipConfig) -> Result<ClipWe
     let t = &c.text;
     let tw = t.transformer.width;
     let text = TextWeights {
-        token_embedding: source.get(names.get(TokenEmbedding), &[t.vocab_size, tw])?,
+        token_embedding: source.matrix(names.get(TokenEmbedding), &[t.vocab_size, tw])?,
         position_embedding: source.get(names.get(TextPositions), &[t.context_length, tw])?,
         blocks: (0..t.transformer.layers)
             .map(|i| read_block(source, names, Tower::Text, i, &t.transformer))

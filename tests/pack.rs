@@ -8,8 +8,9 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use fieldclip::clip::{normalize_rows, read as read_tensor};
+use fieldclip::fingerprint::sha256_hex;
 use fieldclip::pack::{pack, PackDtype};
-use fieldclip::weights::WeightsError;
+use fieldclip::weights::{self, WeightsError, WeightsReader};
 use fieldclip::{ClipModel, Error};
 use serde_json::Value;
 
@@ -87,6 +88,69 @@ fn vitb32_q8_pack_meets_size_and_quality_when_weights_given() {
     let weights = std::fs::read(path).unwrap();
     let report = check_packs("ViT-B/32", &weights, &read("vitb32/config.json"), &json("vitb32/expected.json"));
     assert!(report[1].1 <= 160_000_000, "q8 pack of ViT-B/32: {} bytes", report[1].1);
+}
+
+/// The file pushed in pieces of many sizes (as the page streams it from a `File`).
+fn stream(bytes: &[u8], config: Option<&[u8]>) -> Result<(weights::LoadedWeights, String), WeightsError> {
+    let mut reader = WeightsReader::new();
+    let mut rest = bytes;
+    for size in [1usize, 7, 8, 3, 100, 4096, 65_537].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at(size.min(rest.len()));
+        reader.push(piece)?;
+        rest = tail;
+    }
+    assert_eq!(reader.received(), bytes.len());
+    let sha = reader.sha256_hex();
+    Ok((reader.finish(config)?, sha))
+}
+
+#[test]
+fn streamed_pieces_give_the_same_model_and_file_hash() {
+    let weights = read("tiny/model.safetensors");
+    let config = read("tiny/config.json");
+    let expected = json("tiny/expected.json");
+    let device = Device::flex();
+    let whole = ClipModel::from_bytes(&weights, Some(&config), &device).unwrap();
+    for bytes in [weights.clone(), pack(&weights, Some(&config), PackDtype::Q8).unwrap()] {
+        let (loaded, sha) = stream(&bytes, Some(&config)).unwrap();
+        assert_eq!(sha, sha256_hex(&bytes));
+        let streamed = ClipModel::from_loaded(loaded, &device, &mut |_, _| {}).unwrap();
+        let (a, b) = (embeddings(&whole, &expected), embeddings(&streamed, &expected));
+        let dim = whole.info.config.projection_dim;
+        let tolerance = if bytes == weights { 0.999_999 } else { 0.99 };
+        assert!(min_row_cosine(&a.0, &b.0, dim) >= tolerance && min_row_cosine(&a.1, &b.1, dim) >= tolerance);
+    }
+    // A damaged file fails while streaming or at the end, with the same errors as in one piece.
+    let e = stream(&weights[..weights.len() - 10], None).err().unwrap();
+    assert!(matches!(e, WeightsError::Truncated { .. }), "{e}");
+    let mut longer = weights.clone();
+    longer.extend_from_slice(b"trailing");
+    assert!(matches!(stream(&longer, None).err().unwrap(), WeightsError::NotSafetensors(_)));
+    assert!(matches!(stream(b"\x80\x02}q", None).err().unwrap(), WeightsError::PyTorchPickle));
+}
+
+#[test]
+fn q8_weights_stay_int8_on_the_cpu_and_match_the_dequantised_model() {
+    let weights = read("tiny/model.safetensors");
+    let config = read("tiny/config.json");
+    let expected = json("tiny/expected.json");
+    let packed = pack(&weights, Some(&config), PackDtype::Q8).unwrap();
+    let device = Device::flex();
+    let int8 = ClipModel::from_bytes(&packed, None, &device).unwrap();
+    assert!(int8.keeps_int8_weights());
+    let loaded = weights::load(&packed, None).unwrap();
+    let mut dequantised = ClipModel::from_bytes(&packed, None, &device).unwrap();
+    dequantised.model = fieldclip::model::Clip::new(loaded.weights.dequantise(), loaded.info.config.clone(), &device);
+    let dim = int8.info.config.projection_dim;
+    let (a, b) = (embeddings(&int8, &expected), embeddings(&dequantised, &expected));
+    // (x qᵀ)·s against x (q·s)ᵀ: the same up to f32 rounding.
+    for (x, y) in a.0.iter().chain(&a.1).zip(b.0.iter().chain(&b.1)) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    assert!(min_row_cosine(&a.0, &b.0, dim) > 0.999_999);
 }
 
 #[test]

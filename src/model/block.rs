@@ -2,18 +2,14 @@
 //! `h += attn(ln_1(h)); h += mlp(ln_2(h))`.
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{Activation, TransformerConfig};
-
-/// A dense layer given as `y = x W + b` with `W` stored `[in, out]` (row-major, contiguous).
-pub fn linear_from(weight_in_out: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
-    Linear { weight: Param::from_tensor(weight_in_out), bias: bias.map(Param::from_tensor) }
-}
+use super::dense::{Dense, HostMatrix};
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
     let mut norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&gamma.device());
@@ -27,26 +23,15 @@ pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm
 #[derive(Debug, Clone)]
 pub struct BlockWeights {
     pub ln_1: (Vec<f32>, Vec<f32>),
-    pub qkv_weight: Vec<f32>,
+    pub qkv_weight: HostMatrix,
     pub qkv_bias: Vec<f32>,
-    pub out_weight: Vec<f32>,
+    pub out_weight: HostMatrix,
     pub out_bias: Vec<f32>,
     pub ln_2: (Vec<f32>, Vec<f32>),
-    pub fc1_weight: Vec<f32>,
+    pub fc1_weight: HostMatrix,
     pub fc1_bias: Vec<f32>,
-    pub fc2_weight: Vec<f32>,
+    pub fc2_weight: HostMatrix,
     pub fc2_bias: Vec<f32>,
-}
-
-/// Transposes a row-major `[rows, cols]` matrix so it can be used as `x W`.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; data.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = data[r * cols + c];
-        }
-    }
-    out
 }
 
 pub fn tensor1(data: Vec<f32>, device: &Device) -> Tensor<1> {
@@ -58,22 +43,33 @@ pub fn tensor2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> 
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
-/// `[out, in]` PyTorch weight → burn `Linear` computing `x Wᵀ + b`.
-pub fn linear_from_torch(weight: &[f32], bias: Vec<f32>, device: &Device) -> Linear {
-    let out = bias.len();
-    let inp = weight.len() / out;
-    linear_from(tensor2(transpose(weight, out, inp), [inp, out], device), Some(tensor1(bias, device)))
+impl BlockWeights {
+    /// The same block with f32 matrices.
+    pub fn dequantise(self) -> Self {
+        Self {
+            qkv_weight: self.qkv_weight.dequantise(),
+            out_weight: self.out_weight.dequantise(),
+            fc1_weight: self.fc1_weight.dequantise(),
+            fc2_weight: self.fc2_weight.dequantise(),
+            ..self
+        }
+    }
+}
+
+/// `[out, in]` PyTorch weight → a dense layer computing `x Wᵀ + b`.
+fn dense(weight: HostMatrix, bias: Vec<f32>, device: &Device) -> Dense {
+    Dense::new(weight, bias.len(), Some(bias), device)
 }
 
 #[derive(Debug)]
 pub struct ResidualAttentionBlock {
     ln_1: LayerNorm,
     /// q, k and v in one matmul: `[width, 3·width]`.
-    qkv: Linear,
-    out_proj: Linear,
+    qkv: Dense,
+    out_proj: Dense,
     ln_2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     heads: usize,
     activation: Activation,
 }
@@ -84,11 +80,11 @@ impl ResidualAttentionBlock {
         let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
         Self {
             ln_1: norm(w.ln_1),
-            qkv: linear_from_torch(&w.qkv_weight, w.qkv_bias, device),
-            out_proj: linear_from_torch(&w.out_weight, w.out_bias, device),
+            qkv: dense(w.qkv_weight, w.qkv_bias, device),
+            out_proj: dense(w.out_weight, w.out_bias, device),
             ln_2: norm(w.ln_2),
-            fc1: linear_from_torch(&w.fc1_weight, w.fc1_bias, device),
-            fc2: linear_from_torch(&w.fc2_weight, w.fc2_bias, device),
+            fc1: dense(w.fc1_weight, w.fc1_bias, device),
+            fc2: dense(w.fc2_weight, w.fc2_bias, device),
             heads: config.heads,
             activation: config.activation,
         }

@@ -2,11 +2,13 @@
 
 pub mod block;
 pub mod config;
+pub mod dense;
 pub mod text;
 pub mod vision;
 
 use burn::tensor::{Device, Tensor};
 
+pub use dense::{Dense, EmbeddingTable, HostMatrix};
 pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
 pub use text::{TextOutput, TextTransformer, TextWeights};
 pub use vision::{VisionOutput, VisionTransformer, VisionWeights};
@@ -27,6 +29,14 @@ pub struct ClipWeights {
     pub vision: VisionWeights,
     pub text: TextWeights,
     pub logit_scale: f32,
+}
+
+impl ClipWeights {
+    /// The same weights with every int8 matrix turned into f32 (for devices that should not
+    /// widen int8 weights on each forward pass, see `dense`).
+    pub fn dequantise(self) -> Self {
+        Self { vision: self.vision.dequantise(), text: self.text.dequantise(), logit_scale: self.logit_scale }
+    }
 }
 
 impl Clip {

@@ -1,33 +1,45 @@
 //! CLIP's text tower: token + position embeddings → causal transformer → final LN →
 //! the row of the first end-of-text token → projection.
 
-use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::block::{layer_norm_from, linear_from, tensor1, tensor2, transpose, BlockWeights, Transformer};
+use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::TextConfig;
+use super::dense::{Dense, EmbeddingTable, HostMatrix};
 
 /// Host-side text parameters in PyTorch orientation.
 #[derive(Debug, Clone)]
 pub struct TextWeights {
     /// `[vocab, width]`.
-    pub token_embedding: Vec<f32>,
+    pub token_embedding: HostMatrix,
     /// `[context_length, width]`.
     pub position_embedding: Vec<f32>,
     pub blocks: Vec<BlockWeights>,
     pub ln_final: (Vec<f32>, Vec<f32>),
     /// `[projection_dim, width]` (HF orientation).
-    pub projection: Vec<f32>,
+    pub projection: HostMatrix,
+}
+
+impl TextWeights {
+    /// The same weights with f32 matrices.
+    pub fn dequantise(self) -> Self {
+        Self {
+            token_embedding: self.token_embedding.dequantise(),
+            blocks: self.blocks.into_iter().map(BlockWeights::dequantise).collect(),
+            projection: self.projection.dequantise(),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct TextTransformer {
-    token_embedding: Embedding,
+    token_embedding: EmbeddingTable,
     position_embedding: Tensor<2>,
     transformer: Transformer,
     ln_final: LayerNorm,
-    projection: Linear,
+    projection: Dense,
     config: TextConfig,
 }
 
@@ -42,9 +54,7 @@ impl TextTransformer {
     pub fn new(w: TextWeights, config: &TextConfig, projection_dim: usize, device: &Device) -> Self {
         let width = config.transformer.width;
         Self {
-            token_embedding: Embedding {
-                weight: Param::from_tensor(tensor2(w.token_embedding, [config.vocab_size, width], device)),
-            },
+            token_embedding: EmbeddingTable::new(w.token_embedding, config.vocab_size, device),
             position_embedding: tensor2(w.position_embedding, [config.context_length, width], device),
             transformer: Transformer::new(w.blocks, &config.transformer, device),
             ln_final: layer_norm_from(
@@ -52,10 +62,7 @@ impl TextTransformer {
                 tensor1(w.ln_final.1, device),
                 config.transformer.layer_norm_eps,
             ),
-            projection: linear_from(
-                tensor2(transpose(&w.projection, projection_dim, width), [width, projection_dim], device),
-                None,
-            ),
+            projection: Dense::new(w.projection, projection_dim, None, device),
             config: config.clone(),
         }
     }

@@ -1,17 +1,18 @@
 //! CLIP's vision tower: patchify → class token + positions → pre-LN → transformer →
 //! post-LN on the class token → projection.
 
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Device, Tensor};
 
-use super::block::{layer_norm_from, linear_from, tensor1, tensor2, transpose, BlockWeights, Transformer};
+use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::VisionConfig;
+use super::dense::{Dense, HostMatrix};
 
 /// Host-side vision parameters in PyTorch orientation.
 #[derive(Debug, Clone)]
 pub struct VisionWeights {
-    /// Conv2d weight `[width, 3, patch, patch]` (no bias).
-    pub patch_embedding: Vec<f32>,
+    /// Conv2d weight `[width, 3, patch, patch]` (no bias), as a `[width, 3·patch·patch]` matrix.
+    pub patch_embedding: HostMatrix,
     pub class_embedding: Vec<f32>,
     /// `[positions, width]`.
     pub position_embedding: Vec<f32>,
@@ -19,20 +20,32 @@ pub struct VisionWeights {
     pub blocks: Vec<BlockWeights>,
     pub ln_post: (Vec<f32>, Vec<f32>),
     /// `[projection_dim, width]` (HF orientation).
-    pub projection: Vec<f32>,
+    pub projection: HostMatrix,
+}
+
+impl VisionWeights {
+    /// The same weights with f32 matrices.
+    pub fn dequantise(self) -> Self {
+        Self {
+            patch_embedding: self.patch_embedding.dequantise(),
+            blocks: self.blocks.into_iter().map(BlockWeights::dequantise).collect(),
+            projection: self.projection.dequantise(),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct VisionTransformer {
     /// The stride-`patch` convolution written as one matmul over flattened patches
-    /// (`[3·patch·patch, width]`): same result, and it runs as a plain GEMM on every backend.
-    patch_embedding: Linear,
+    /// (weight `[width, 3·patch·patch]`): same result, and it runs as a plain GEMM on every backend.
+    patch_embedding: Dense,
     class_embedding: Tensor<3>,
     position_embedding: Tensor<3>,
     ln_pre: LayerNorm,
     transformer: Transformer,
     ln_post: LayerNorm,
-    projection: Linear,
+    projection: Dense,
     config: VisionConfig,
 }
 
@@ -47,24 +60,17 @@ pub struct VisionOutput {
 impl VisionTransformer {
     pub fn new(w: VisionWeights, config: &VisionConfig, projection_dim: usize, device: &Device) -> Self {
         let width = config.transformer.width;
-        let patch_in = 3 * config.patch_size * config.patch_size;
         let eps = config.transformer.layer_norm_eps;
         let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
         Self {
-            patch_embedding: linear_from(
-                tensor2(transpose(&w.patch_embedding, width, patch_in), [patch_in, width], device),
-                None,
-            ),
+            patch_embedding: Dense::new(w.patch_embedding, width, None, device),
             class_embedding: tensor1(w.class_embedding, device).reshape([1, 1, width]),
             position_embedding: tensor2(w.position_embedding, [config.num_positions(), width], device)
                 .reshape([1, config.num_positions(), width]),
             ln_pre: norm(w.ln_pre),
             transformer: Transformer::new(w.blocks, &config.transformer, device),
             ln_post: norm(w.ln_post),
-            projection: linear_from(
-                tensor2(transpose(&w.projection, projection_dim, width), [width, projection_dim], device),
-                None,
-            ),
+            projection: Dense::new(w.projection, projection_dim, None, device),
             config: config.clone(),
         }
     }
