@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use fieldclip::clip::read;
 use fieldclip::model::block::BlockWeights;
-use fieldclip::model::{Clip, ClipConfig, ClipWeights, TextWeights, VisionWeights};
+use fieldclip::model::{Clip, ClipConfig, ClipWeights, HostMatrix, TextWeights, VisionWeights};
 use fieldclip::preprocess::{Pipeline, PreprocessConfig};
 use fieldclip::tokenizer::ClipTokenizer;
 use fieldclip::weights::WeightsInfo;
@@ -89,14 +89,14 @@ fn random_vitb32() -> (ClipWeights, ClipConfig) {
     let mut r = Random(42);
     let mut block = |w: usize| BlockWeights {
         ln_1: (r.ones(w), r.vec(w)),
-        qkv_weight: r.vec(3 * w * w),
+        qkv_weight: HostMatrix::F32(r.vec(3 * w * w)),
         qkv_bias: r.vec(3 * w),
-        out_weight: r.vec(w * w),
+        out_weight: HostMatrix::F32(r.vec(w * w)),
         out_bias: r.vec(w),
         ln_2: (r.ones(w), r.vec(w)),
-        fc1_weight: r.vec(4 * w * w),
+        fc1_weight: HostMatrix::F32(r.vec(4 * w * w)),
         fc1_bias: r.vec(4 * w),
-        fc2_weight: r.vec(4 * w * w),
+        fc2_weight: HostMatrix::F32(r.vec(4 * w * w)),
         fc2_bias: r.vec(w),
     };
     let vision_blocks = (0..12).map(|_| block(768)).collect();
@@ -104,20 +104,20 @@ fn random_vitb32() -> (ClipWeights, ClipConfig) {
     let mut r = Random(7);
     let weights = ClipWeights {
         vision: VisionWeights {
-            patch_embedding: r.vec(768 * 3 * 32 * 32),
+            patch_embedding: HostMatrix::F32(r.vec(768 * 3 * 32 * 32)),
             class_embedding: r.vec(768),
             position_embedding: r.vec(50 * 768),
             ln_pre: (r.ones(768), r.vec(768)),
             blocks: vision_blocks,
             ln_post: (r.ones(768), r.vec(768)),
-            projection: r.vec(512 * 768),
+            projection: HostMatrix::F32(r.vec(512 * 768)),
         },
         text: TextWeights {
-            token_embedding: r.vec(49408 * 512),
+            token_embedding: HostMatrix::F32(r.vec(49408 * 512)),
             position_embedding: r.vec(77 * 512),
             blocks: text_blocks,
             ln_final: (r.ones(512), r.vec(512)),
-            projection: r.vec(512 * 512),
+            projection: HostMatrix::F32(r.vec(512 * 512)),
         },
         logit_scale: 2.6592,
     };
@@ -145,6 +145,7 @@ fn load_model(device: &Device) -> (ClipModel, Option<String>) {
         preprocess: PreprocessConfig::openai(224, Pipeline::HuggingFace),
         info,
         device: device.clone(),
+        id: "ViT-B/32 random".into(),
     };
     (model, None)
 }

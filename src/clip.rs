@@ -23,6 +23,8 @@ pub struct ClipModel {
     pub preprocess: PreprocessConfig,
     pub info: WeightsInfo,
     pub device: Device,
+    /// `fingerprint::model_id` of the weights file: what galleries and adapters are made with.
+    pub id: String,
 }
 
 impl ClipModel {
@@ -54,6 +56,7 @@ impl ClipModel {
     ) -> Result<Self, Error> {
         let config = loaded.config_json.as_deref();
         let info = loaded.info;
+        let id = format!("{} {}", info.name, loaded.sampled_digest);
         let pipeline = match info.layout {
             Layout::HuggingFace => Pipeline::HuggingFace,
             Layout::OpenClip => Pipeline::OpenClip,
@@ -72,7 +75,7 @@ impl ClipModel {
         let text = TextTransformer::new(w.text, &c.text, c.projection_dim, device);
         progress("Ready", 1.0);
         let model = Clip { vision, text, logit_scale: w.logit_scale, config: c.clone() };
-        Ok(Self { model, tokenizer, preprocess, info, device: device.clone() })
+        Ok(Self { model, tokenizer, preprocess, info, device: device.clone(), id })
     }
 
     /// Whether int8 weights are kept as int8 (see `from_loaded`).

@@ -17,17 +17,48 @@ const SAMPLE_BYTES: u64 = 16 * 1024;
 /// a SHA-256 of the file's length and 64 evenly spaced 16 KiB samples (the whole file when
 /// smaller) for telling two checkpoints of one architecture apart.
 pub fn model_id(architecture: &str, weights: &[u8]) -> String {
-    let len = weights.len() as u64;
-    let mut hasher = Sha256::new();
-    hasher.update(len.to_le_bytes());
-    if len <= SAMPLES * SAMPLE_BYTES {
-        hasher.update(weights);
-    } else {
+    let mut digest = SampledDigest::new(weights.len() as u64);
+    digest.update(weights);
+    format!("{architecture} {}", digest.finish())
+}
+
+/// The 16 hex digits of `model_id`, computed on a file that arrives in pieces.
+#[derive(Clone)]
+pub struct SampledDigest {
+    len: u64,
+    /// Bytes seen so far.
+    at: u64,
+    hasher: Sha256,
+}
+
+impl SampledDigest {
+    /// For a file of `len` bytes, to be fed from its start.
+    pub fn new(len: u64) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(len.to_le_bytes());
+        Self { len, at: 0, hasher }
+    }
+
+    /// The next bytes of the file.
+    pub fn update(&mut self, chunk: &[u8]) {
+        let (from, to) = (self.at, self.at + chunk.len() as u64);
+        self.at = to;
+        if self.len <= SAMPLES * SAMPLE_BYTES {
+            self.hasher.update(chunk);
+            return;
+        }
+        // Samples do not overlap here (they are more than SAMPLE_BYTES apart), so feeding
+        // each one's part of every chunk in order hashes exactly the samples, in order.
         for i in 0..SAMPLES {
-            let start = (i * (len - SAMPLE_BYTES) / (SAMPLES - 1)) as usize;
-            hasher.update(&weights[start..start + SAMPLE_BYTES as usize]);
+            let start = i * (self.len - SAMPLE_BYTES) / (SAMPLES - 1);
+            let (s, e) = (start.max(from), (start + SAMPLE_BYTES).min(to));
+            if s < e {
+                self.hasher.update(&chunk[(s - from) as usize..(e - from) as usize]);
+            }
         }
     }
-    let hex: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("{architecture} {hex}")
+
+    pub fn finish(self) -> String {
+        self.hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
 }

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::adapter::Adapter;
 use crate::clip::{classify, ensemble_labels, label_prompts, normalize_rows, read_async, Template};
-use crate::fingerprint::model_id;
+use crate::weights::WeightsReader;
 use crate::search::{rank_with_norms, row_norms};
 use crate::{ClipModel, Error};
 
@@ -95,6 +95,45 @@ async fn pick_device(backend: &str) -> Result<(Device, &'static str, String), Js
     }
 }
 
+/// A weights file (safetensors checkpoint or model pack) arriving in pieces: the page reads
+/// the `File` (or download) chunk by chunk into it, so the whole file is never in memory.
+/// A file that cannot be a model fails at the first piece that shows it.
+#[wasm_bindgen]
+pub struct WeightsStream {
+    reader: WeightsReader,
+}
+
+#[wasm_bindgen]
+impl WeightsStream {
+    /// `sha256`: also compute the file's SHA-256 (`sha256()`), e.g. to store it under.
+    #[wasm_bindgen(constructor)]
+    pub fn new(sha256: bool) -> WeightsStream {
+        run_constructors_once();
+        WeightsStream { reader: WeightsReader::with_file_hash(sha256) }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        self.reader.push(chunk).map_err(|e| js_error(e.into()))
+    }
+
+    /// Bytes pushed so far.
+    #[wasm_bindgen(getter)]
+    pub fn received(&self) -> f64 {
+        self.reader.received() as f64
+    }
+
+    /// The whole file's size, once its header has arrived.
+    #[wasm_bindgen(getter, js_name = expectedSize)]
+    pub fn expected_size(&self) -> Option<f64> {
+        self.reader.expected_size().map(|n| n as f64)
+    }
+
+    /// The SHA-256 of the bytes pushed so far, as hex (when asked for at `new`).
+    pub fn sha256(&self) -> Option<String> {
+        self.reader.sha256_hex()
+    }
+}
+
 /// One image's result: the top labels, best first.
 #[derive(Serialize)]
 struct ClassifyResult {
@@ -131,9 +170,24 @@ struct AdapterCheck {
 #[wasm_bindgen]
 impl Classifier {
     /// Loads a model from the bytes of a safetensors file (and optionally its config file).
-    /// `on_progress(step, fraction)` is called as each loading step starts.
+    /// `on_progress(step, fraction)` is called as each loading step starts. (The page streams
+    /// the file instead: `WeightsStream` and `fromStream`.)
     pub async fn create(
         weights: Vec<u8>,
+        config: Option<Vec<u8>>,
+        backend: String,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Classifier, JsError> {
+        let mut stream = WeightsStream::new(false);
+        stream.push(&weights)?;
+        drop(weights);
+        Self::from_stream(stream, config, backend, on_progress).await
+    }
+
+    /// Builds the model from a file streamed into `stream` (all of it pushed).
+    #[wasm_bindgen(js_name = fromStream)]
+    pub async fn from_stream(
+        stream: WeightsStream,
         config: Option<Vec<u8>>,
         backend: String,
         on_progress: Option<js_sys::Function>,
@@ -146,11 +200,10 @@ impl Classifier {
                 let _ = f.call2(&JsValue::NULL, &JsValue::from_str(step), &JsValue::from_f64(fraction as f64));
             }
         };
-        let model = ClipModel::from_bytes_with_progress(&weights, config.as_deref(), &device, &mut progress)
-            .map_err(js_error)?;
-        let model_id = model_id(&model.info.name, &weights);
+        let loaded = stream.reader.finish(config.as_deref()).map_err(|e| js_error(e.into()))?;
+        let model = ClipModel::from_loaded(loaded, &device, &mut progress).map_err(js_error)?;
         Ok(Classifier {
-            model_id,
+            model_id: model.id.clone(),
             adapter: None,
             model,
             backend,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use serde_json::Value;
 
+use crate::fingerprint::SampledDigest;
 use crate::model::block::BlockWeights;
 use crate::model::dense::{transpose, HostMatrix};
 use crate::pack;
@@ -93,6 +94,8 @@ pub struct LoadedWeights {
     pub info: WeightsInfo,
     /// The config file used: the one given, or the one inside a model pack.
     pub config_json: Option<Vec<u8>>,
+    /// The file's `fingerprint::SampledDigest` (the model id without the architecture).
+    pub sampled_digest: String,
 }
 
 /// Reads a checkpoint from memory. `config_json` is the optional config file that sat next to
@@ -109,10 +112,13 @@ const MAX_HEADER: usize = 100_000_000;
 /// A safetensors file (a checkpoint or a model pack) read front to back in pieces of any
 /// size: a download as it arrives, a file read in chunks, or all of it at once. Each tensor's
 /// bytes are kept once, in their own buffer, and handed over (not copied) to the model, so
-/// loading never holds the whole file next to the weights made from it. The file's SHA-256
-/// is computed on the way.
+/// loading never holds the whole file next to the weights made from it. The model id's
+/// digest (and, if asked for, the file's SHA-256) is computed on the way.
 pub struct WeightsReader {
-    hasher: Sha256,
+    /// SHA-256 of the whole file (seconds for a large file in WebAssembly: only on request).
+    hasher: Option<Sha256>,
+    /// Starts once the header tells the file's size.
+    sampled: Option<SampledDigest>,
     received: usize,
     /// The first bytes, until the header is complete.
     head: Vec<u8>,
@@ -146,9 +152,15 @@ impl Default for WeightsReader {
 }
 
 impl WeightsReader {
+    /// A reader that also computes the file's SHA-256.
     pub fn new() -> Self {
+        Self::with_file_hash(true)
+    }
+
+    pub fn with_file_hash(sha256: bool) -> Self {
         Self {
-            hasher: Sha256::new(),
+            hasher: sha256.then(Sha256::new),
+            sampled: None,
             received: 0,
             head: Vec::new(),
             header: None,
@@ -170,14 +182,22 @@ impl WeightsReader {
 
     /// The next piece of the file. Fails as soon as the bytes show the file cannot be read.
     pub fn push(&mut self, mut chunk: &[u8]) -> Result<(), WeightsError> {
-        self.hasher.update(chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(chunk);
+        }
         self.received += chunk.len();
+        if let Some(sampled) = &mut self.sampled {
+            sampled.update(chunk);
+        }
         if self.header.is_none() {
             let before = self.head.len();
             self.head.extend_from_slice(chunk);
             let Some(data_start) = header_end(&self.head)? else { return Ok(()) };
             let mut header = parse_header(&self.head[8..data_start])?;
             header.data_start = data_start;
+            let mut sampled = SampledDigest::new((data_start + header.data_len) as u64);
+            sampled.update(&self.head);
+            self.sampled = Some(sampled);
             // Empty tensors get no bytes: stored now.
             for (name, info) in header.metadata.tensors() {
                 if info.data_offsets.0 == info.data_offsets.1 {
@@ -217,9 +237,9 @@ impl WeightsReader {
         Ok(())
     }
 
-    /// The file's SHA-256 (of the bytes pushed so far), as lowercase hex.
-    pub fn sha256_hex(&self) -> String {
-        self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
+    /// The file's SHA-256 (of the bytes pushed so far) as lowercase hex, if it was asked for.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hasher.as_ref().map(|h| h.clone().finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The weights, once the whole file was pushed.
@@ -258,7 +278,8 @@ impl WeightsReader {
             config_source,
         };
         let weights = read_weights(&source, &names, &info.config)?;
-        Ok(LoadedWeights { weights, info, config_json })
+        let sampled_digest = self.sampled.expect("started with the header").finish();
+        Ok(LoadedWeights { weights, info, config_json, sampled_digest })
     }
 }
 

@@ -103,7 +103,7 @@ fn stream(bytes: &[u8], config: Option<&[u8]>) -> Result<(weights::LoadedWeights
         rest = tail;
     }
     assert_eq!(reader.received(), bytes.len());
-    let sha = reader.sha256_hex();
+    let sha = reader.sha256_hex().unwrap();
     Ok((reader.finish(config)?, sha))
 }
 
@@ -118,11 +118,19 @@ fn streamed_pieces_give_the_same_model_and_file_hash() {
         let (loaded, sha) = stream(&bytes, Some(&config)).unwrap();
         assert_eq!(sha, sha256_hex(&bytes));
         let streamed = ClipModel::from_loaded(loaded, &device, &mut |_, _| {}).unwrap();
+        assert_eq!(streamed.id, fieldclip::fingerprint::model_id(&streamed.info.name, &bytes));
         let (a, b) = (embeddings(&whole, &expected), embeddings(&streamed, &expected));
         let dim = whole.info.config.projection_dim;
         let tolerance = if bytes == weights { 0.999_999 } else { 0.99 };
         assert!(min_row_cosine(&a.0, &b.0, dim) >= tolerance && min_row_cosine(&a.1, &b.1, dim) >= tolerance);
     }
+    // The model id's samples, for a file larger than them all, fed in odd pieces.
+    let big: Vec<u8> = (0..3_000_017u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut digest = fieldclip::fingerprint::SampledDigest::new(big.len() as u64);
+    for piece in big.chunks(9_999) {
+        digest.update(piece);
+    }
+    assert_eq!(format!("x {}", digest.finish()), fieldclip::fingerprint::model_id("x", &big));
     // A damaged file fails while streaming or at the end, with the same errors as in one piece.
     let e = stream(&weights[..weights.len() - 10], None).err().unwrap();
     assert!(matches!(e, WeightsError::Truncated { .. }), "{e}");

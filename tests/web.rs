@@ -229,3 +229,36 @@ async fn q8_pack_made_and_loaded_in_the_browser_keeps_the_embeddings() {
     }
     assert!(Classifier::create(packed[..packed.len() / 2].to_vec(), None, "cpu".into(), None).await.is_err(), "a truncated pack");
 }
+
+/// The page's way in: the file pushed piece by piece into a `WeightsStream`. The q8 pack's
+/// weights stay int8 on the CPU and are widened for WebGPU: both give the oracle's embeddings
+/// within the pack's tolerance, and the SHA-256 is the file's.
+#[wasm_bindgen_test]
+async fn streamed_q8_pack_loads_on_cpu_and_webgpu() {
+    use fieldclip::pack::{pack, PackDtype};
+    use fieldclip::web::WeightsStream;
+    let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
+    let packed = pack(WEIGHTS, Some(CONFIG), PackDtype::Q8).unwrap_or_else(|e| panic!("{e}"));
+    for backend in ["cpu", "webgpu"] {
+        let mut stream = WeightsStream::new(true);
+        for piece in packed.chunks(50_001) {
+            stream.push(piece).unwrap_or_else(|_| panic!());
+        }
+        assert_eq!(stream.expected_size(), Some(packed.len() as f64));
+        assert_eq!(stream.sha256(), Some(fieldclip::fingerprint::sha256_hex(&packed)));
+        let classifier = Classifier::from_stream(stream, None, backend.into(), None).await.unwrap_or_else(|_| panic!());
+        let id = classifier.model_id();
+        let architecture = id.rsplit_once(' ').unwrap().0;
+        assert_eq!(id, fieldclip::fingerprint::model_id(architecture, &packed), "the CLI's model id");
+        for (i, pixels, _) in IMAGES {
+            let got = classifier.embed_pixels(npy_f32(pixels)).await.unwrap_or_else(|_| panic!());
+            let want = floats(&expected["image_embeds"][i]);
+            let cos: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+            web_sys::console::log_1(&format!("streamed q8 pack on {backend}: image {i} cosine {cos:.6}").into());
+            assert!(cos >= 0.99, "{backend}, image {i}: cosine {cos}");
+        }
+    }
+    // A file that is not a model fails at its first piece.
+    let mut stream = WeightsStream::new(false);
+    assert!(stream.push(b"\x80\x02}q\x00(X").is_err());
+}

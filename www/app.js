@@ -3,7 +3,7 @@
 import { createGallery, thumbnail } from './gallery.js';
 import { registerServiceWorker } from './install.js';
 import { download, loadLists, newId, parseImport, parseLines, saveLists } from './lists.js';
-import { isQuotaError, openDeviceStore, sha256Hex } from './storage.js';
+import { IntegrityError, isQuotaError, openDeviceStore } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -50,14 +50,24 @@ function showLoadProgress({ step, fraction }) {
   if (fraction < 1) setStatus($('model-status'), `${step}…`);
 }
 
-/** Builds the model in the worker; `weights` is handed over (transferred). True when it loaded. */
-async function loadModel(weights, config, { name, sha256 }) {
+/**
+ * Builds the model in the worker, which streams the file (a Blob: a File, a stored file, a
+ * download) into it. `sha256`: the hash it was stored under, checked while loading; without
+ * it the worker computes it. Returns the file's SHA-256 when it loaded, else null.
+ */
+async function loadModel(weights, config, { name, sha256, id }) {
   state.modelLoaded = false;
   state.modelId = null;
   setStatus($('model-status'), `Building the model from ${name}…`);
   try {
-    const prompts = await device.getPrompts(sha256).catch(() => null);
-    const { info, modelId, backend, reason, cpu } = await call('load', { weights, config, backend: $('backend').value, prompts }, [weights]);
+    const prompts = sha256 ? await device.getPrompts(sha256).catch(() => null) : null;
+    const loaded = await call('load', { weights, config, backend: $('backend').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+    const { info, modelId, backend, reason, cpu } = loaded;
+    if (!sha256) {
+      sha256 = loaded.sha256;
+      const stored = await device.getPrompts(sha256).catch(() => null);
+      if (stored && stored.prompts.length) await call('prompts', { prompts: stored });
+    }
     state.modelLoaded = true;
     state.modelId = sha256;
     const params = (info.parameters / 1e6).toFixed(1);
@@ -65,10 +75,16 @@ async function loadModel(weights, config, { name, sha256 }) {
     await applyLabels();
     await gallery.setModel(modelId);
     renderModels();
-    return true;
+    return sha256;
   } catch (e) {
-    setStatus($('model-status'), `This model could not be loaded: ${e.message}`, true);
-    return false;
+    if (id && /changed since it was saved/.test(e.message)) {
+      await device.deleteModel(id).catch(() => {});
+      renderModels();
+      setStatus($('model-status'), new IntegrityError(name, 'its contents changed since it was saved').message, true);
+    } else {
+      setStatus($('model-status'), `This model could not be loaded: ${e.message}`, true);
+    }
+    return null;
   }
 }
 
@@ -105,22 +121,27 @@ async function finishSave(writer, meta) {
   renderModels();
 }
 
+/** The download as a Blob, written to the device as it arrives; never one big buffer. */
 async function readWithProgress(response, total, writer) {
   const reader = response.body.getReader();
   const bar = $('load-progress');
-  // One buffer of the announced size: the download is never held twice in memory.
-  let buffer = new Uint8Array(total || 1 << 20);
+  // Pieces are folded into a Blob every 16 MB (the browser keeps Blob data out of the page's
+  // memory, on disk when it is large).
+  let blob = new Blob([]);
+  let pending = [];
+  let pendingBytes = 0;
   let received = 0;
   bar.hidden = false;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (received + value.length > buffer.length) {
-      const bigger = new Uint8Array(Math.max(2 * buffer.length, received + value.length));
-      bigger.set(buffer.subarray(0, received));
-      buffer = bigger;
+    pending.push(value);
+    pendingBytes += value.length;
+    if (pendingBytes >= 16 << 20) {
+      blob = new Blob([blob, ...pending]);
+      pending = [];
+      pendingBytes = 0;
     }
-    buffer.set(value, received);
     received += value.length;
     if (writer.current) {
       try {
@@ -135,7 +156,7 @@ async function readWithProgress(response, total, writer) {
     setStatus($('model-status'), `Downloading weights: ${formatBytes(received)}${total ? ` of ${formatBytes(total)} (${Math.round((100 * received) / total)}%)` : ''}`);
   }
   bar.hidden = true;
-  return received === buffer.length ? buffer.buffer : buffer.slice(0, received).buffer;
+  return new Blob([blob, ...pending]);
 }
 
 $('weights-url-button').addEventListener('click', async () => {
@@ -159,14 +180,14 @@ $('weights-url-button').addEventListener('click', async () => {
   }
 });
 
-/** Loads a model from memory and keeps it on the device when it loaded (a bad file is not kept). */
+/** Loads a model from a Blob and keeps it on the device when it loaded (a bad file is not kept). */
 async function loadAndSave(weights, config, name, writer, file) {
   setStatus($('model-status'), `Checking ${name}…`);
-  const size = weights.byteLength;
-  const sha256 = await sha256Hex(weights).catch(() => `unhashed-${Date.now()}`);
+  const size = weights.size;
   // The worker gets its own copy of the config; the page keeps one to store.
   const configCopy = config ? config.slice(0) : undefined;
-  if (!(await loadModel(weights, config, { name, sha256 }))) {
+  const sha256 = await loadModel(weights, config, { name });
+  if (!sha256) {
     if (writer) await writer.abort();
     return;
   }
@@ -198,9 +219,8 @@ async function loadModelFiles(files) {
   }
   setStatus($('save-status'), '');
   setStatus($('model-status'), `Reading ${weightsFile.name} (${formatBytes(weightsFile.size)})…`);
-  const weights = await weightsFile.arrayBuffer();
   const config = configFile ? await configFile.arrayBuffer() : undefined;
-  await loadAndSave(weights, config, weightsFile.name, null, weightsFile);
+  await loadAndSave(weightsFile, config, weightsFile.name, null, weightsFile);
 }
 
 async function loadFromDevice(id) {

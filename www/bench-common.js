@@ -50,24 +50,52 @@ export function benchPixels(count, seed) {
   return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
 }
 
+/**
+ * The page's memory as Chromium measures it (`performance.measureUserAgentSpecificMemory`:
+ * JavaScript heaps and WebAssembly memories of the page and its workers), in MB; null where
+ * the browser does not offer it (it needs a cross-origin isolated page).
+ */
+export async function pageMemory() {
+  if (!self.crossOriginIsolated || !performance.measureUserAgentSpecificMemory) return null;
+  const { bytes } = await performance.measureUserAgentSpecificMemory();
+  return bytes / 1e6;
+}
+
+export const PAGE_MEMORY_ROW = 'page memory after loading (JS + WebAssembly, all workers)';
+
 export async function fetchBytes(url) {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
   return new Uint8Array(await r.arrayBuffer());
 }
 
-/** fieldclip's side of `?suite=peer`: `Classifier` from an initialised build, `backend` cpu|webgpu. */
-export async function fieldclipEngine(Classifier, backend, opts, report) {
+/**
+ * fieldclip's side of `?suite=peer`: `wasm` an initialised build, `backend` cpu|webgpu.
+ * `loaded()` is awaited once the model gave its first result (the page measures its memory).
+ */
+export async function fieldclipEngine(wasm, backend, opts, report, loaded = async () => {}) {
   const start = performance.now();
-  const weights = await fetchBytes(opts.weights);
-  const config = await fetchBytes(opts.config);
-  const model = await Classifier.create(weights, config, backend);
+  // As the page loads a model: the file (a Blob) streamed into WebAssembly piece by piece.
+  const response = await fetch(opts.weights);
+  if (!response.ok) throw new Error(`${opts.weights}: ${response.status}`);
+  const blob = await response.blob();
+  const stream = new wasm.WeightsStream(false);
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    stream.push(value);
+  }
+  // A pack carries its config.
+  const config = /\.fcpk$/.test(opts.weights) ? undefined : await fetchBytes(opts.config);
+  const model = await wasm.Classifier.fromStream(stream, config, backend);
   const one = benchPixels(1, 1);
   await model.embedPixels(one);
   report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
-  // WebAssembly memory never shrinks: its size now is the peak of loading (file bytes, parsed
-  // tensors and the model together), plus the first embedding's activations.
+  // WebAssembly memory never shrinks: its size now is the peak of loading (file pieces,
+  // parsed tensors and the model together), plus the first embedding's activations.
   if (opts.memory) report({ what: 'WebAssembly memory after loading (its peak)', median: opts.memory.buffer.byteLength / 1e6, unit: 'MB', runs: 1 });
+  await loaded();
   const eight = benchPixels(8, 2);
   const prompts = LABELS.map(TEMPLATE);
   const photo = await fetchBytes(opts.photo);

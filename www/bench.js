@@ -1,7 +1,7 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
 import init, { GalleryIndex } from '../pkg/fieldclip.js';
-import { LABELS, TEMPLATE, benchPixels, fetchBytes, random, time as timeWith } from './bench-common.js';
+import { LABELS, PAGE_MEMORY_ROW, TEMPLATE, benchPixels, fetchBytes, pageMemory, random, time as timeWith } from './bench-common.js';
 import { openDeviceStore } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
@@ -109,9 +109,13 @@ let cpuInfo = null;
 function fieldclipInWorker(backend, threads, opts) {
   const worker = new Worker(new URL('./bench-fieldclip.js', import.meta.url), { type: 'module' });
   return new Promise((resolve, reject) => {
-    worker.onmessage = ({ data }) => {
+    worker.onmessage = async ({ data }) => {
       if (data.cpu) cpuInfo = data.cpu;
       if (data.row) report(data.row);
+      if (data.loaded) {
+        await measureMemory();
+        worker.postMessage({ measured: true });
+      }
       if (data.error) reject(new Error(data.error));
       if (data.done || data.error) worker.terminate();
       if (data.done) resolve();
@@ -119,6 +123,11 @@ function fieldclipInWorker(backend, threads, opts) {
     worker.onerror = (e) => reject(new Error(e.message || 'the benchmark worker failed'));
     worker.postMessage({ backend, threads, opts });
   });
+}
+
+async function measureMemory() {
+  const mb = await pageMemory().catch(() => null);
+  if (mb !== null) report({ what: PAGE_MEMORY_ROW, median: mb, unit: 'MB', runs: 1 });
 }
 
 async function peerEngine(device, opts) {
@@ -140,6 +149,7 @@ async function peerEngine(device, opts) {
   const one = benchPixels(1, 1);
   await images(one, 1);
   report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
+  await measureMemory();
   const eight = benchPixels(8, 2);
   // CLIP's text tower as exported takes 77 tokens, as transformers.js pads for CLIP.
   const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));
@@ -164,7 +174,8 @@ async function peerSuite() {
   const opts = {
     warmup: Number(params.get('warmup') || 2),
     runs: Number(params.get('runs') || 10),
-    weights: params.get('weights') || '/bench-models/vitb32/model.safetensors',
+    // `pack=q8`: fieldclip loads the q8 model pack made from the same weights.
+    weights: params.get('weights') || (params.get('pack') ? `/bench-models/vitb32/model.${params.get('pack')}.fcpk` : '/bench-models/vitb32/model.safetensors'),
     config: params.get('config') || '/bench-models/vitb32/config.json',
     photo: params.get('photo') || '/tests/data/images/coffee.jpg',
     peerModels: '/bench-models/',

@@ -3,6 +3,7 @@ import { loadWasm } from './wasm.js';
 
 let Classifier;
 let GalleryIndex;
+let WeightsStream;
 /** How the CPU backend runs (`{ threads, reason }`), for the page's status line. */
 let cpu;
 let classifier = null;
@@ -27,16 +28,62 @@ async function useBuild(backend) {
   const want = gpu || threadsUnavailable ? 'single' : 'threads';
   if (build === want) return;
   const loaded = await loadWasm(gpu ? 1 : undefined);
-  ({ Classifier, GalleryIndex } = loaded.wasm);
+  ({ Classifier, GalleryIndex, WeightsStream } = loaded.wasm);
   cpu = loaded.cpu;
   build = cpu.threads > 1 ? 'threads' : 'single';
   if (!gpu && build === 'single') threadsUnavailable = true;
 }
 
-async function create(backend) {
+/**
+ * Streams the weights file (a Blob: a File, a stored file, a download) into WebAssembly piece
+ * by piece, so the whole file is never in memory next to the model made from it.
+ */
+async function readWeights(blob, sha256, progress) {
+  const stream = new WeightsStream(sha256);
+  const reader = blob.stream().getReader();
+  const total = blob.size;
+  let shown = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      stream.push(value);
+      if (stream.received - shown >= total / 50) {
+        shown = stream.received;
+        progress(`Reading the weights: ${Math.round(shown / 1e6)} of ${Math.round(total / 1e6)} MB`, 0.4 * (shown / total));
+      }
+    }
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    stream.free();
+    throw e;
+  }
+  return stream;
+}
+
+/**
+ * Builds the classifier from `source`. `sha256`: true to compute the file's SHA-256, or the
+ * one it was stored under, to check it against. Returns the SHA-256 (if computed).
+ */
+async function create(backend, sha256Wanted = false) {
   const progress = (step, fraction) => self.postMessage({ progress: { step, fraction } });
-  classifier = await Classifier.create(source.weights, source.config, backend, progress);
-  if (source.prompts) classifier.importPromptEmbeddings(source.prompts.prompts, source.prompts.embeds);
+  let stream;
+  try {
+    stream = await readWeights(source.weights, !!sha256Wanted, progress);
+  } catch (e) {
+    // A stored file that no longer reads as a model was damaged on the device.
+    if (typeof sha256Wanted === 'string') throw new Error(`The weights file changed since it was saved (${e.message}).`);
+    throw e;
+  }
+  const sha256 = stream.sha256();
+  if (typeof sha256Wanted === 'string' && sha256 !== sha256Wanted) {
+    stream.free();
+    throw new Error('The weights file changed since it was saved.');
+  }
+  // Loading steps after reading: 40% → 100%.
+  const building = (step, fraction) => progress(step, 0.4 + 0.6 * fraction);
+  classifier = await Classifier.fromStream(stream, source.config, backend, building);
+  if (source.prompts) importPrompts(source.prompts);
   if (labels) await classifier.setLabels(labels.labels, labels.templates);
   if (adapter) {
     try {
@@ -44,6 +91,17 @@ async function create(backend) {
     } catch {
       adapter = null; // made for another label list; the page makes a new one
     }
+  }
+  return sha256;
+}
+
+/** Stored prompt embeddings of another model size are dropped, not fatal. */
+function importPrompts(prompts) {
+  try {
+    classifier.importPromptEmbeddings(prompts.prompts, prompts.embeds);
+  } catch (e) {
+    if (!/Stored prompt embeddings/.test(String(e && e.message))) throw e;
+    source.prompts = null;
   }
 }
 
@@ -69,16 +127,20 @@ async function handle(msg) {
       labels = null;
       adapter = null;
       await useBuild(msg.backend);
-      source = { weights: new Uint8Array(msg.weights), config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
-      try {
-        await create(msg.backend);
-      } catch (e) {
-        // Embeddings stored for another model size are dropped, not fatal.
-        if (!source.prompts || !/Stored prompt embeddings/.test(String(e && e.message))) throw e;
-        source.prompts = null;
-        await create(msg.backend);
+      // A Blob is a handle (a File, a stored file): kept to rebuild the model on the CPU.
+      const weights = msg.weights instanceof Blob ? msg.weights : new Blob([msg.weights]);
+      source = { weights, config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
+      const sha256 = await create(msg.backend, msg.sha256);
+      return { info: classifier.info(), modelId: classifier.modelId, sha256, backend: classifier.backend, reason: classifier.backendReason, cpu, cachedPrompts: classifier.encodedPrompts };
+    }
+    case 'prompts': {
+      need();
+      const prompts = storedPrompts(msg.prompts);
+      if (prompts) {
+        source.prompts = prompts;
+        importPrompts(prompts);
       }
-      return { info: classifier.info(), modelId: classifier.modelId, backend: classifier.backend, reason: classifier.backendReason, cpu, cachedPrompts: classifier.encodedPrompts };
+      return { cachedPrompts: classifier.encodedPrompts };
     }
     case 'embedImage':
       need();

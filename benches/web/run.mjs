@@ -1,12 +1,14 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
-// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--warmup N] [--engines a,b[@threads]] [--out file.json]
+// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--warmup N] [--engines a,b[+q8][@threads]] [--out file.json]
 //
 // `peer` compares fieldclip with transformers.js (ONNX Runtime Web) on the same random
 // full-size ViT-B/32, each on WebGPU and on the CPU (wasm). It needs:
 //   - the safetensors weights: $FIELDCLIP_VITB32_WEIGHTS, default
 //     ~/.cache/fieldclip-oracle/vitb32-random/model.safetensors (`make_oracle.py models`);
 //   - the ONNX towers next to them in onnx/ (`make_oracle.py onnx`);
-//   - npm's @huggingface/transformers, installed here into benches/web/peer/ on first use.
+//   - npm's @huggingface/transformers, installed here into benches/web/peer/ on first use;
+//   - for an engine `fieldclip-…+q8`: the q8 model pack of the same weights, made next to them
+//     on first use (`cargo run --bin fieldclip -- pack`).
 // Pages are served cross-origin isolated (COOP/COEP), so ONNX Runtime may use its threads.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -23,7 +25,7 @@ const out = resolve(option('--out', join(root, `benches/results/web-${suite}.jso
 const PEER_VERSION = '4.3.2';
 
 /** transformers.js, and a model folder in its layout over the oracle's ONNX export. */
-async function preparePeer() {
+async function preparePeer(packs) {
   const peer = join(root, 'benches/web/peer');
   if (!existsSync(join(peer, 'node_modules/@huggingface/transformers/package.json'))) {
     await mkdir(peer, { recursive: true });
@@ -46,6 +48,15 @@ async function preparePeer() {
   await mkdir(join(tj, 'onnx'), { recursive: true });
   await symlink(weights, join(fc, 'model.safetensors'));
   await copyFile(join(root, 'tests/data/vitb32/config.json'), join(fc, 'config.json'));
+  // (the config next to the weights goes into the pack)
+  for (const dtype of packs) {
+    const pack = join(dirname(weights), `model.${dtype}.fcpk`);
+    if (!existsSync(pack)) {
+      console.log(`making the ${dtype} pack ${pack}…`);
+      execFileSync('cargo', ['run', '--quiet', '--bin', 'fieldclip', '--', 'pack', '--weights', join(fc, 'model.safetensors'), '--dtype', dtype, '-o', pack], { cwd: root, stdio: 'inherit' });
+    }
+    await symlink(pack, join(fc, `model.${dtype}.fcpk`));
+  }
   await copyFile(join(root, 'tests/data/vitb32/config.json'), join(tj, 'config.json'));
   await copyFile(join(root, 'assets/tokenizer.json'), join(tj, 'tokenizer.json'));
   await writeFile(join(tj, 'tokenizer_config.json'), JSON.stringify({
@@ -78,19 +89,22 @@ async function runPage(server, query) {
 const fmt = (r) => `${r.median.toFixed(r.unit === 'ms' ? 1 : 0)} ${r.unit}`;
 let result;
 if (suite === 'peer') {
-  const mounts = await preparePeer();
+  // `name@N`: the engine with N threads (fieldclip's CPU backend, or ONNX Runtime's wasm);
+  // `fieldclip-…+q8`: fieldclip loading the q8 model pack instead of the f32 safetensors.
+  const engines = option('--engines', 'fieldclip-webgpu,peer-webgpu,fieldclip-cpu,peer-wasm').split(',');
+  const packs = [...new Set(engines.map((e) => e.split('@')[0].split('+')[1]).filter(Boolean))];
+  const mounts = await preparePeer(packs);
   const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
   const server = await serve(root, { mounts, headers });
-  // `name@N`: the engine with N threads (fieldclip's CPU backend, or ONNX Runtime's wasm).
-  const engines = option('--engines', 'fieldclip-webgpu,peer-webgpu,fieldclip-cpu,peer-wasm').split(',');
   const runs = option('--runs', '10');
   const warmup = option('--warmup', '2');
   const byEngine = {};
   try {
     for (const engine of engines) {
-      const [name, threads] = engine.split('@');
+      const [spec, threads] = engine.split('@');
+      const [name, pack] = spec.split('+');
       console.log(`running ${engine}…`);
-      byEngine[engine] = await runPage(server, `suite=peer&engine=${name}&runs=${runs}&warmup=${warmup}${threads ? `&threads=${threads}` : ''}`);
+      byEngine[engine] = await runPage(server, `suite=peer&engine=${name}&runs=${runs}&warmup=${warmup}${threads ? `&threads=${threads}` : ''}${pack ? `&pack=${pack}` : ''}`);
       console.log(`  threads: ${byEngine[engine].threads ?? '?'}${byEngine[engine].cpu ? ` (${byEngine[engine].cpu})` : ''}`);
       for (const r of byEngine[engine].rows) console.log(`  ${r.what}: ${fmt(r)}`);
     }

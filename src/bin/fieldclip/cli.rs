@@ -7,7 +7,8 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldclip::adapter::{DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_BLEND, DEFAULT_PROBE_L2};
 use fieldclip::clip::{classify, ensemble_labels, label_prompts, normalize_rows, read, Template};
-use fieldclip::fingerprint::{model_id, sha256_hex};
+use fieldclip::fingerprint::sha256_hex;
+use fieldclip::weights::WeightsReader;
 use fieldclip::pack::{pack, PackDtype};
 use fieldclip::tokenizer::ClipTokenizer;
 use fieldclip::{Adapter, ClipModel, Error, Index, Prediction};
@@ -237,13 +238,26 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// The model and its `fingerprint::model_id`.
+/// The file is streamed through a `WeightsReader`, never held whole next to the weights.
 fn load(path: &Path, backend: Backend) -> Result<(ClipModel, String), String> {
+    use std::io::Read;
     let (file, config) = resolve_weights(path)?;
-    let bytes = read_file(&file)?;
     let config_bytes = config.as_deref().map(read_file).transpose()?;
-    let model = ClipModel::from_bytes(&bytes, config_bytes.as_deref(), &device(backend))
+    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
+    let mut input = std::fs::File::open(&file).map_err(cannot_read)?;
+    let mut reader = WeightsReader::with_file_hash(false);
+    let mut chunk = vec![0u8; 8 << 20];
+    loop {
+        let n = input.read(&mut chunk).map_err(cannot_read)?;
+        if n == 0 {
+            break;
+        }
+        reader.push(&chunk[..n]).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let loaded = reader.finish(config_bytes.as_deref()).map_err(|e| format!("{}: {e}", file.display()))?;
+    let model = ClipModel::from_loaded(loaded, &device(backend), &mut |_, _| {})
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let id = model_id(&model.info.name, &bytes);
+    let id = model.id.clone();
     Ok((model, id))
 }
 
