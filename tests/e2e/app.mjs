@@ -2,11 +2,15 @@
 
 /** Replaces the active list's labels and template and waits until they are encoded. */
 export async function useLabels(page, labels, template = '{}') {
+  // Labels still being encoded (the list the model was loaded with) first: otherwise their
+  // "N labels ready" could be taken for ours.
+  await page.waitFor(`return !/^Encoding/.test(document.getElementById('labels-status').textContent);`, 'the current labels');
   await page.run(`
     const [labels, template] = arguments;
     document.getElementById('labels').value = labels.join('\\n');
     document.getElementById('templates').value = template;
-    document.getElementById('templates').dispatchEvent(new Event('input'));`, labels, template);
+    document.getElementById('templates').dispatchEvent(new Event('input'));
+    document.getElementById('labels-status').textContent = '';`, labels, template);
   await page.waitFor(`return new RegExp('^${labels.length} labels ready').test(document.getElementById('labels-status').textContent);`, 'labels');
 }
 

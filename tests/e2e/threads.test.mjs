@@ -41,7 +41,7 @@ test('on an isolated page the CPU backend runs on every core and matches the ora
       }));`, 'three result cards');
     for (const name of photos) {
       const card = cards.find((c) => c.name === name);
-      assert.ok(card && !card.error, `${name}: ${card?.error}`);
+      assert.ok(card && !card.error, `${name}: ${card?.error} (cards: ${JSON.stringify(cards)})`);
       const index = expected.images.findIndex((i) => i.file === `images/${name}`);
       for (const p of card.predictions) {
         const want = expected.probs[index][labels.indexOf(p.label)];
