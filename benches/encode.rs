@@ -140,7 +140,7 @@ fn load_model(device: &Device) -> (ClipModel, Option<String>) {
         config_source: "random weights made by the benchmark".into(),
     };
     let model = ClipModel {
-        model: Clip::new(weights, config, device),
+        model: Clip::placed(weights, config, &fieldclip::clip::placement(device)),
         tokenizer: ClipTokenizer::new().unwrap(),
         preprocess: PreprocessConfig::openai(224, Pipeline::HuggingFace),
         info,

@@ -50,19 +50,6 @@ export function benchPixels(count, seed) {
   return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
 }
 
-/**
- * The page's memory as Chromium measures it (`performance.measureUserAgentSpecificMemory`:
- * JavaScript heaps and WebAssembly memories of the page and its workers), in MB; null where
- * the browser does not offer it (it needs a cross-origin isolated page).
- */
-export async function pageMemory() {
-  if (!self.crossOriginIsolated || !performance.measureUserAgentSpecificMemory) return null;
-  const { bytes } = await performance.measureUserAgentSpecificMemory();
-  return bytes / 1e6;
-}
-
-export const PAGE_MEMORY_ROW = 'page memory after loading (JS + WebAssembly, all workers)';
-
 export async function fetchBytes(url) {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: ${r.status}`);

@@ -12,7 +12,7 @@
 // Pages are served cross-origin isolated (COOP/COEP), so ONNX Runtime may use its threads.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, symlink, writeFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, symlink, writeFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { browser, serve } from '../../tests/e2e/webdriver.mjs';
@@ -74,12 +74,41 @@ async function preparePeer(packs) {
   return { '/node_modules/': join(peer, 'node_modules'), '/bench-models/': models };
 }
 
+/**
+ * Peak and current resident memory (MB) of Chromium's renderer processes: the bench tab's
+ * process (its page and workers) is the largest one (this runner opens one tab at a time).
+ */
+async function rendererMemory() {
+  let best = null;
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!/chrom/.test(cmdline) || !cmdline.includes('--type=renderer')) continue;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const kb = (field) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'))?.[1] || 0);
+    if (!best || kb('VmHWM') > best.peak) best = { peak: kb('VmHWM'), now: kb('VmRSS') };
+  }
+  return best && { peak: best.peak / 1024, now: best.now / 1024 };
+}
+
+const PROCESS_ROW = 'tab process peak memory while loading (renderer, resident)';
+
 async function runPage(server, query) {
   const page = await browser();
   try {
     await page.goto(`${server.url}bench.html?${query}`);
+    // The page holds after loading (`benchLoaded`) until the runner has read the tab's
+    // process memory; then the runs go on.
+    const state = await page.waitFor('return window.benchResult || (window.benchLoaded && "loaded");', query, 3600e3);
+    let processRow = null;
+    if (state === 'loaded') {
+      const memory = await rendererMemory();
+      if (memory) processRow = { what: PROCESS_ROW, median: memory.peak, unit: 'MB', runs: 1 };
+      await page.run('window.benchGo = true;');
+    }
     const result = await page.waitFor('return window.benchResult;', query, 3600e3);
     if (result.error) throw new Error(`${query}: ${result.error}`);
+    if (processRow) result.rows.splice(result.rows.findIndex((r) => r.what === 'load to first result') + 1, 0, processRow);
     return result;
   } finally {
     await page.close();

@@ -9,7 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{Activation, TransformerConfig};
-use super::dense::{Dense, HostMatrix};
+use super::dense::{Dense, HostMatrix, Placement};
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
     let mut norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&gamma.device());
@@ -57,8 +57,8 @@ impl BlockWeights {
 }
 
 /// `[out, in]` PyTorch weight → a dense layer computing `x Wᵀ + b`.
-fn dense(weight: HostMatrix, bias: Vec<f32>, device: &Device) -> Dense {
-    Dense::new(weight, bias.len(), Some(bias), device)
+fn dense(weight: HostMatrix, bias: Vec<f32>, at: &Placement) -> Dense {
+    Dense::new(weight, bias.len(), Some(bias), at)
 }
 
 #[derive(Debug)]
@@ -75,16 +75,17 @@ pub struct ResidualAttentionBlock {
 }
 
 impl ResidualAttentionBlock {
-    pub fn new(w: BlockWeights, config: &TransformerConfig, device: &Device) -> Self {
+    pub fn new(w: BlockWeights, config: &TransformerConfig, at: &Placement) -> Self {
+        let device = &at.device;
         let eps = config.layer_norm_eps;
         let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
         Self {
             ln_1: norm(w.ln_1),
-            qkv: dense(w.qkv_weight, w.qkv_bias, device),
-            out_proj: dense(w.out_weight, w.out_bias, device),
+            qkv: dense(w.qkv_weight, w.qkv_bias, at),
+            out_proj: dense(w.out_weight, w.out_bias, at),
             ln_2: norm(w.ln_2),
-            fc1: dense(w.fc1_weight, w.fc1_bias, device),
-            fc2: dense(w.fc2_weight, w.fc2_bias, device),
+            fc1: dense(w.fc1_weight, w.fc1_bias, at),
+            fc2: dense(w.fc2_weight, w.fc2_bias, at),
             heads: config.heads,
             activation: config.activation,
         }
@@ -125,8 +126,8 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn new(blocks: Vec<BlockWeights>, config: &TransformerConfig, device: &Device) -> Self {
-        Self { blocks: blocks.into_iter().map(|b| ResidualAttentionBlock::new(b, config, device)).collect() }
+    pub fn new(blocks: Vec<BlockWeights>, config: &TransformerConfig, at: &Placement) -> Self {
+        Self { blocks: blocks.into_iter().map(|b| ResidualAttentionBlock::new(b, config, at)).collect() }
     }
 
     pub fn forward(&self, mut x: Tensor<3>, causal: bool) -> Tensor<3> {

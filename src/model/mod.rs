@@ -8,7 +8,7 @@ pub mod vision;
 
 use burn::tensor::{Device, Tensor};
 
-pub use dense::{Dense, EmbeddingTable, HostMatrix};
+pub use dense::{Dense, EmbeddingTable, HostMatrix, Placement};
 pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
 pub use text::{TextOutput, TextTransformer, TextWeights};
 pub use vision::{VisionOutput, VisionTransformer, VisionWeights};
@@ -41,9 +41,13 @@ impl ClipWeights {
 
 impl Clip {
     pub fn new(weights: ClipWeights, config: ClipConfig, device: &Device) -> Self {
+        Self::placed(weights, config, &Placement::new(device))
+    }
+
+    pub fn placed(weights: ClipWeights, config: ClipConfig, at: &Placement) -> Self {
         Self {
-            vision: VisionTransformer::new(weights.vision, &config.vision, config.projection_dim, device),
-            text: TextTransformer::new(weights.text, &config.text, config.projection_dim, device),
+            vision: VisionTransformer::new(weights.vision, &config.vision, config.projection_dim, at),
+            text: TextTransformer::new(weights.text, &config.text, config.projection_dim, at),
             logit_scale: weights.logit_scale,
             config,
         }

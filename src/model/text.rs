@@ -2,11 +2,11 @@
 //! the row of the first end-of-text token → projection.
 
 use burn::nn::LayerNorm;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::TextConfig;
-use super::dense::{Dense, EmbeddingTable, HostMatrix};
+use super::dense::{Dense, EmbeddingTable, HostMatrix, Placement};
 
 /// Host-side text parameters in PyTorch orientation.
 #[derive(Debug, Clone)]
@@ -51,18 +51,19 @@ pub struct TextOutput {
 }
 
 impl TextTransformer {
-    pub fn new(w: TextWeights, config: &TextConfig, projection_dim: usize, device: &Device) -> Self {
+    pub fn new(w: TextWeights, config: &TextConfig, projection_dim: usize, at: &Placement) -> Self {
+        let device = &at.device;
         let width = config.transformer.width;
         Self {
-            token_embedding: EmbeddingTable::new(w.token_embedding, config.vocab_size, device),
+            token_embedding: EmbeddingTable::new(w.token_embedding, config.vocab_size, at),
             position_embedding: tensor2(w.position_embedding, [config.context_length, width], device),
-            transformer: Transformer::new(w.blocks, &config.transformer, device),
+            transformer: Transformer::new(w.blocks, &config.transformer, at),
             ln_final: layer_norm_from(
                 tensor1(w.ln_final.0, device),
                 tensor1(w.ln_final.1, device),
                 config.transformer.layer_norm_eps,
             ),
-            projection: Dense::new(w.projection, projection_dim, None, device),
+            projection: Dense::new(w.projection, projection_dim, None, at),
             config: config.clone(),
         }
     }

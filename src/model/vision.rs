@@ -2,11 +2,11 @@
 //! post-LN on the class token → projection.
 
 use burn::nn::LayerNorm;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::VisionConfig;
-use super::dense::{Dense, HostMatrix};
+use super::dense::{Dense, HostMatrix, Placement};
 
 /// Host-side vision parameters in PyTorch orientation.
 #[derive(Debug, Clone)]
@@ -58,19 +58,20 @@ pub struct VisionOutput {
 }
 
 impl VisionTransformer {
-    pub fn new(w: VisionWeights, config: &VisionConfig, projection_dim: usize, device: &Device) -> Self {
+    pub fn new(w: VisionWeights, config: &VisionConfig, projection_dim: usize, at: &Placement) -> Self {
+        let device = &at.device;
         let width = config.transformer.width;
         let eps = config.transformer.layer_norm_eps;
         let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
         Self {
-            patch_embedding: Dense::new(w.patch_embedding, width, None, device),
+            patch_embedding: Dense::new(w.patch_embedding, width, None, at),
             class_embedding: tensor1(w.class_embedding, device).reshape([1, 1, width]),
             position_embedding: tensor2(w.position_embedding, [config.num_positions(), width], device)
                 .reshape([1, config.num_positions(), width]),
             ln_pre: norm(w.ln_pre),
-            transformer: Transformer::new(w.blocks, &config.transformer, device),
+            transformer: Transformer::new(w.blocks, &config.transformer, at),
             ln_post: norm(w.ln_post),
-            projection: Dense::new(w.projection, projection_dim, None, device),
+            projection: Dense::new(w.projection, projection_dim, None, at),
             config: config.clone(),
         }
     }
