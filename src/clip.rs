@@ -16,10 +16,12 @@ fn keeps_int8_weights(device: &Device) -> bool {
     *device == Device::flex()
 }
 
-/// How the model's layers are placed on `device`: on burn's CPU backend small matmuls run as
-/// 4 column blocks (see `Placement`); a GPU parallelises within each matmul.
+/// How the model's layers are placed on `device`: where burn's CPU backend has threads
+/// (natively, and the threaded WebAssembly build) small matmuls run as 4 column blocks (see
+/// `Placement`); a GPU parallelises within each matmul, one thread has nothing to split for.
 pub fn placement(device: &Device) -> Placement {
-    Placement { device: device.clone(), column_blocks: if *device == Device::flex() { 4 } else { 1 } }
+    let threads = cfg!(not(target_arch = "wasm32")) || cfg!(feature = "threads");
+    Placement { device: device.clone(), column_blocks: if threads && *device == Device::flex() { 4 } else { 1 } }
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing, on one device.

@@ -58,7 +58,7 @@ export async function fetchBytes(url) {
 
 /**
  * fieldclip's side of `?suite=peer`: `wasm` an initialised build, `backend` cpu|webgpu.
- * `loaded()` is awaited once the model gave its first result (the page measures its memory).
+ * `loaded()` is awaited once the model gave its first result (the tab's memory is read then).
  */
 export async function fieldclipEngine(wasm, backend, opts, report, loaded = async () => {}) {
   const start = performance.now();

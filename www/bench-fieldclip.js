@@ -3,21 +3,22 @@
 import { fieldclipEngine } from './bench-common.js';
 import { loadWasm } from './wasm.js';
 
-let measured = null;
+let released = null;
 
 self.onmessage = async ({ data }) => {
-  if (data.measured) return measured?.();
+  if (data.released) return released?.();
   const { backend, threads, opts } = data;
   try {
     // WebGPU needs the single-threaded build (the threaded one has no WebGPU).
     const { wasm, memory, cpu } = await loadWasm(backend === 'webgpu' ? 1 : threads || undefined);
     self.postMessage({ cpu });
-    // Once loaded, the page measures its memory (workers included) before the runs go on.
-    const loaded = () => new Promise((resolve) => {
-      measured = resolve;
-      self.postMessage({ loaded: true });
+    // Before and after loading the model the page lets the runner read the tab's memory.
+    const hold = (stage) => new Promise((resolve) => {
+      released = resolve;
+      self.postMessage({ hold: stage });
     });
-    await fieldclipEngine(wasm, backend, { ...opts, memory }, (row) => self.postMessage({ row }), loaded);
+    await hold('before');
+    await fieldclipEngine(wasm, backend, { ...opts, memory }, (row) => self.postMessage({ row }), () => hold('loaded'));
     self.postMessage({ done: true });
   } catch (e) {
     self.postMessage({ error: String(e.message || e) });

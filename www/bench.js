@@ -112,9 +112,9 @@ function fieldclipInWorker(backend, threads, opts) {
     worker.onmessage = async ({ data }) => {
       if (data.cpu) cpuInfo = data.cpu;
       if (data.row) report(data.row);
-      if (data.loaded) {
-        await measureMemory();
-        worker.postMessage({ measured: true });
+      if (data.hold) {
+        await hold(data.hold);
+        worker.postMessage({ released: true });
       }
       if (data.error) reject(new Error(data.error));
       if (data.done || data.error) worker.terminate();
@@ -126,13 +126,14 @@ function fieldclipInWorker(backend, threads, opts) {
 }
 
 /**
- * Right after loading: under the headless runner (benches/web/run.mjs), which reads the tab
- * process's memory now, hold until it has; nothing to do in a browser opened by hand.
+ * Before and right after loading a model: under the headless runner (benches/web/run.mjs),
+ * which reads the tab process's memory at these points, wait until it has; nothing to do in a
+ * browser opened by hand.
  */
-async function measureMemory() {
+async function hold(stage) {
   if (!navigator.webdriver) return;
-  window.benchLoaded = true;
-  while (!window.benchGo) await new Promise((resolve) => setTimeout(resolve, 50));
+  window.benchHold = stage;
+  while (window.benchGo !== stage) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 async function peerEngine(device, opts) {
@@ -143,6 +144,7 @@ async function peerEngine(device, opts) {
   t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
   // ONNX Runtime's default is half the cores (at most 4); `threads=N` overrides it.
   if (opts.threads) t.env.backends.onnx.wasm.numThreads = opts.threads;
+  await hold('before');
   const start = performance.now();
   const load = { device, dtype: 'fp32' };
   const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
@@ -154,7 +156,7 @@ async function peerEngine(device, opts) {
   const one = benchPixels(1, 1);
   await images(one, 1);
   report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
-  await measureMemory();
+  await hold('loaded');
   const eight = benchPixels(8, 2);
   // CLIP's text tower as exported takes 77 tokens, as transformers.js pads for CLIP.
   const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));

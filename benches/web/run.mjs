@@ -91,24 +91,28 @@ async function rendererMemory() {
   return best && { peak: best.peak / 1024, now: best.now / 1024 };
 }
 
-const PROCESS_ROW = 'tab process peak memory while loading (renderer, resident)';
-
 async function runPage(server, query) {
   const page = await browser();
   try {
     await page.goto(`${server.url}bench.html?${query}`);
-    // The page holds after loading (`benchLoaded`) until the runner has read the tab's
-    // process memory; then the runs go on.
-    const state = await page.waitFor('return window.benchResult || (window.benchLoaded && "loaded");', query, 3600e3);
-    let processRow = null;
-    if (state === 'loaded') {
+    // The page holds before and after loading the model (`benchHold`) until the runner has
+    // read the tab process's memory (`benchGo`).
+    let before = null;
+    const memoryRows = [];
+    for (;;) {
+      const state = await page.waitFor('return window.benchResult ? "done" : (window.benchHold !== window.benchGo && window.benchHold);', query, 3600e3);
+      if (state === 'done') break;
       const memory = await rendererMemory();
-      if (memory) processRow = { what: PROCESS_ROW, median: memory.peak, unit: 'MB', runs: 1 };
-      await page.run('window.benchGo = true;');
+      if (state === 'before') before = memory;
+      if (state === 'loaded' && memory) {
+        memoryRows.push({ what: 'tab process peak memory while loading (renderer, resident)', median: memory.peak, unit: 'MB', runs: 1 });
+        if (before) memoryRows.push({ what: 'of which loading added (peak minus before loading)', median: memory.peak - before.now, unit: 'MB', runs: 1 });
+      }
+      await page.run(`window.benchGo = ${JSON.stringify(state)};`);
     }
-    const result = await page.waitFor('return window.benchResult;', query, 3600e3);
+    const result = await page.run('return window.benchResult;');
     if (result.error) throw new Error(`${query}: ${result.error}`);
-    if (processRow) result.rows.splice(result.rows.findIndex((r) => r.what === 'load to first result') + 1, 0, processRow);
+    result.rows.splice(result.rows.findIndex((r) => r.what === 'load to first result') + 1, 0, ...memoryRows);
     return result;
   } finally {
     await page.close();
