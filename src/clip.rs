@@ -16,12 +16,14 @@ fn keeps_int8_weights(device: &Device) -> bool {
     *device == Device::flex()
 }
 
-/// How the model's layers are placed on `device`: where burn's CPU backend has threads
-/// (natively, and the threaded WebAssembly build) small matmuls run as 4 column blocks (see
-/// `Placement`); a GPU parallelises within each matmul, one thread has nothing to split for.
+/// How the model's layers are placed on `device`. On burn's CPU backend in WebAssembly the
+/// dense layers run fieldclip's own packed matmul (`model::packed`). Natively, burn's matmul
+/// with small matmuls as 4 column blocks (see `Placement`); a GPU parallelises within each
+/// matmul.
 pub fn placement(device: &Device) -> Placement {
-    let threads = cfg!(not(target_arch = "wasm32")) || cfg!(feature = "threads");
-    Placement { device: device.clone(), column_blocks: if threads && *device == Device::flex() { 4 } else { 1 } }
+    let cpu = *device == Device::flex();
+    let wasm = cfg!(target_arch = "wasm32");
+    Placement { device: device.clone(), column_blocks: if cpu && !wasm { 4 } else { 1 }, packed_matmul: cpu && wasm }
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing, on one device.

@@ -116,7 +116,7 @@ async fn corrupt_image_and_empty_labels_are_errors_not_panics() {
 #[wasm_bindgen_test]
 async fn loading_reports_its_steps() {
     let steps = js_sys::Array::new();
-    let record = js_sys::Function::new_with_args("step, fraction", "this.push([step, fraction]);").bind(&steps);
+    let record = js_sys::Function::new_with_args("step, fraction", "this.push([step, fraction]);").bind0(&steps);
     Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), Some(record)).await.unwrap_or_else(|_| panic!());
     let fractions: Vec<f64> = steps.iter().map(|s| js_sys::Array::from(&s).get(1).as_f64().unwrap()).collect();
     assert!(fractions.len() >= 3, "{fractions:?}");

@@ -3,12 +3,11 @@
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::config::{Activation, TransformerConfig};
+use super::config::TransformerConfig;
 use super::dense::{Dense, HostMatrix, Placement};
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
@@ -71,7 +70,6 @@ pub struct ResidualAttentionBlock {
     fc1: Dense,
     fc2: Dense,
     heads: usize,
-    activation: Activation,
 }
 
 impl ResidualAttentionBlock {
@@ -84,21 +82,17 @@ impl ResidualAttentionBlock {
             qkv: dense(w.qkv_weight, w.qkv_bias, at),
             out_proj: dense(w.out_weight, w.out_bias, at),
             ln_2: norm(w.ln_2),
-            fc1: dense(w.fc1_weight, w.fc1_bias, at),
+            fc1: dense(w.fc1_weight, w.fc1_bias, at).with_activation(config.activation),
             fc2: dense(w.fc2_weight, w.fc2_bias, at),
             heads: config.heads,
-            activation: config.activation,
         }
     }
 
     /// `x`: `[batch, tokens, width]`. `causal` masks attention to later tokens (text tower).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let x = x.clone() + self.attention(self.ln_1.forward(x), causal);
+        // fc1 applies the activation (fused into the matmul where it can be).
         let h = self.fc1.forward(self.ln_2.forward(x.clone()));
-        let h = match self.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
-            Activation::Gelu => gelu(h),
-        };
         x + self.fc2.forward(h)
     }
 

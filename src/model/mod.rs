@@ -3,6 +3,7 @@
 pub mod block;
 pub mod config;
 pub mod dense;
+pub mod packed;
 pub mod text;
 pub mod vision;
 
