@@ -1,43 +1,55 @@
-// Samples the CPU profile of one bench page (Chrome DevTools Protocol) and prints where the
-// time goes, by function (self time). A tool for deciding what to optimise, not a benchmark.
-// Usage: node benches/web/profile.mjs 'suite=peer&engine=fieldclip-cpu&runs=2&warmup=1' [top]
-import { browser, serve } from '../../tests/e2e/webdriver.mjs';
-import { existsSync } from 'node:fs';
+// Where the page's WebAssembly spends its time on the CPU backend: loads pkg/ (the build the
+// page uses, single-threaded) into node, which runs the same V8 as Chromium, embeds a batch of
+// images under V8's sampling profiler and prints self time by function (wasm function names
+// come from the module's name section). A tool for deciding what to optimise, not a benchmark:
+// the numbers are node's, on one thread.
+// Usage: node benches/web/profile.mjs [weights (.safetensors or .fcpk)] [batch] [runs] [top]
+import { readFileSync, openSync, readSync, closeSync, existsSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '../..');
-const query = process.argv[2] || 'suite=peer&engine=fieldclip-cpu&runs=2&warmup=1';
-const top = Number(process.argv[3] || 40);
-const models = join(homedir(), '.cache/fieldclip-bench/models');
-if (!existsSync(models)) throw new Error(`${models} is missing: run benches/web/run.mjs peer once`);
-const server = await serve(root, {
-  mounts: { '/node_modules/': join(root, 'benches/web/peer/node_modules'), '/bench-models/': models },
-  headers: { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' },
+const weights = process.argv[2] || process.env.FIELDCLIP_VITB32_WEIGHTS || join(homedir(), '.cache/fieldclip-oracle/vitb32-random/model.safetensors');
+const batch = Number(process.argv[3] || 8);
+const runs = Number(process.argv[4] || 3);
+const top = Number(process.argv[5] || 25);
+if (!existsSync(join(root, 'pkg/fieldclip_bg.wasm'))) throw new Error('pkg/ is missing: run scripts/build-web.sh --release');
+if (!existsSync(weights)) throw new Error(`${weights} is missing (make it with ../shared/oracle/make_oracle.py models)`);
+
+const wasm = await import(join(root, 'pkg/fieldclip.js'));
+wasm.initSync({ module: readFileSync(join(root, 'pkg/fieldclip_bg.wasm')) });
+// As the page does: the file pushed in pieces.
+const stream = new wasm.WeightsStream(false);
+const fd = openSync(weights, 'r');
+const piece = Buffer.alloc(8 << 20);
+for (let n; (n = readSync(fd, piece, 0, piece.length)) > 0;) stream.push(piece.subarray(0, n));
+closeSync(fd);
+const config = weights.endsWith('.fcpk') ? undefined : readFileSync(join(dirname(weights), 'config.json'));
+const model = await wasm.Classifier.fromStream(stream, config, 'cpu');
+const pixels = Float32Array.from({ length: batch * 3 * 224 * 224 }, (_, i) => 2 * Math.sin(i));
+await model.embedPixelsBatch(pixels, batch); // warm-up (V8 tiers the hot functions up)
+
+const session = new Session();
+session.connect();
+await session.post('Profiler.enable');
+await session.post('Profiler.setSamplingInterval', { interval: 500 });
+await session.post('Profiler.start');
+for (let r = 0; r < runs; r++) {
+  const start = performance.now();
+  await model.embedPixelsBatch(pixels, batch);
+  console.log(`image embed, batch ${batch}: ${(performance.now() - start).toFixed(0)} ms`);
+}
+const { profile } = await session.post('Profiler.stop');
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const self = new Map();
+let total = 0;
+profile.samples.forEach((id, i) => {
+  const name = byId.get(id).callFrame.functionName || '(anonymous)';
+  self.set(name, (self.get(name) || 0) + profile.timeDeltas[i]);
+  total += profile.timeDeltas[i];
 });
-const page = await browser();
-try {
-  await page.cdp('Profiler.enable');
-  await page.cdp('Profiler.setSamplingInterval', { interval: 1000 });
-  await page.goto(`${server.url}bench.html?${query}`);
-  await page.cdp('Profiler.start');
-  const result = await page.waitFor('return window.benchResult;', query, 3600e3);
-  const { profile } = await page.cdp('Profiler.stop');
-  for (const r of result.rows ?? []) console.log(`${r.what}: ${r.median.toFixed(1)} ${r.unit}`);
-  const self = new Map();
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const dt = profile.timeDeltas;
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const n = byId.get(id);
-    const name = n.callFrame.functionName || `(${n.callFrame.url.split('/').pop() || 'anonymous'})`;
-    self.set(name, (self.get(name) || 0) + dt[i]);
-    total += dt[i];
-  });
-  const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, top);
-  console.log(`\nself time, ${(total / 1e6).toFixed(1)} s sampled`);
-  for (const [name, us] of rows) console.log(`${(100 * us / total).toFixed(1).padStart(5)} %  ${name.slice(0, 150)}`);
-} finally {
-  await page.close();
-  await server.close();
+console.log(`\nself time, ${(total / 1e6).toFixed(1)} s sampled`);
+for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+  console.log(`${((100 * us) / total).toFixed(1).padStart(5)} %  ${name.slice(0, 150)}`);
 }

@@ -3,7 +3,8 @@
 //!
 //! Why not burn's matmul there: it calls the `gemm` crate, whose WebAssembly microkernel
 //! (12 rows × 4 columns: 3 vector loads, 4 broadcasts and 12 multiply-adds per step) keeps 12
-//! accumulators and spills registers under V8. Measured in V8 on this 2-core VM, one thread,
+//! accumulators live; under V8 kernels with that many ran slower (5- and 6-row versions of
+//! this one too). Measured in V8 on this 2-core VM, one thread,
 //! ViT-B/32's shapes (400 × 768 → 3072, 400 × 3072 → 768, 50 × 768 → 3072): gemm 7.5–11 GMAC/s,
 //! this kernel 10–16 GMAC/s (1.3–1.5×). The model spent 78 % of an image batch in gemm's kernel.
 //! It also packs the weight once instead of on every call, and adds bias and int8 scales
