@@ -19,3 +19,8 @@ pub use adapter::{Adapter, LeaveOneOut};
 pub use clip::{ClipModel, Prediction, Template};
 pub use error::Error;
 pub use search::{Hit, Index};
+
+// The library's own unit tests that also run in WebAssembly (the packed matmul's SIMD128
+// kernel) run in the same headless browser as tests/web.rs.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -11,6 +11,7 @@
 //! on the way out. Natively burn's matmul (gemm's AVX2/FMA kernels) stays; there this module
 //! runs a plain scalar kernel, which the tests use to check the packing and the blocking.
 
+use super::config::Activation;
 use super::dense::HostMatrix;
 
 /// Output columns per panel: two SIMD128 vectors.
@@ -72,8 +73,8 @@ impl PackedWeight {
         self.outputs
     }
 
-    /// `x [rows, inputs] → x Wᵀ + bias`, `[rows, outputs]`, then QuickGELU if asked.
-    pub fn matmul(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, quick_gelu: bool) -> Vec<f32> {
+    /// `x [rows, inputs] → activation(x Wᵀ + bias)`, `[rows, outputs]`.
+    pub fn matmul(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, activation: Option<Activation>) -> Vec<f32> {
         let (k, n) = (self.inputs, self.outputs);
         assert_eq!(x.len(), rows * k, "input is not [rows, inputs]");
         let mut y = vec![0.0f32; rows * n];
@@ -88,7 +89,7 @@ impl PackedWeight {
                     (&scratch[..], Some(lanes(&scales[columns.clone()])))
                 }
             };
-            let epilogue = Epilogue { scale, bias: bias.map(|b| lanes(&b[columns])), quick_gelu };
+            let epilogue = Epilogue { scale, bias: bias.map(|b| lanes(&b[columns])), activation };
             // Safety: panel j writes columns j·8..j·8+8 of each row of `y` and nothing else,
             // so panels run on different threads write disjoint elements.
             unsafe { panel_rows(x, rows, k, weights, &epilogue, out.at(j * PANEL), n) };
@@ -125,13 +126,47 @@ impl Output {
     }
 }
 
-/// What each output takes on the way out: `acc · scale + bias`, then QuickGELU
-/// (`y · sigmoid(1.702 y)`) if asked. Fused here because burn's CPU backend computes the
-/// sigmoid with one scalar `exp` call per element: 6–8 % of a ViT-B/32 image batch in wasm.
+/// What each output takes on the way out: `acc · scale + bias`, then the activation.
+/// Fused here because burn's CPU backend computes QuickGELU's sigmoid (and GELU's `erf`) one
+/// scalar call per element: the sigmoid was 6–8 % of a ViT-B/32 image batch in wasm.
 struct Epilogue {
     scale: Option<[f32; PANEL]>,
     bias: Option<[f32; PANEL]>,
-    quick_gelu: bool,
+    activation: Option<Activation>,
+}
+
+/// Abramowitz & Stegun 7.1.26: `erf(x) = 1 − t·P(t)·e^(−x²)`, `t = 1 / (1 + p·|x|)`, odd in
+/// `x`; absolute error ≤ 1.5e-7.
+const ERF_P: f32 = 0.327_591_1;
+/// The coefficients of `P`, highest power first.
+const ERF_A: [f32; 5] = [1.061_405_4, -1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6];
+
+/// `GELU(y) = ½ y (1 + erf(y / √2))`, scalar (what the vector version computes per lane).
+#[cfg(not(target_arch = "wasm32"))]
+fn gelu(y: f32) -> f32 {
+    let x = y * core::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + ERF_P * x.abs());
+    let poly = ERF_A[1..].iter().fold(ERF_A[0], |p, &a| p * t + a) * t;
+    let erf = (1.0 - poly * (-x * x).exp()).copysign(x);
+    0.5 * y * (1.0 + erf)
+}
+
+/// GELU for four lanes (see `gelu`).
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+fn gelu4(y: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    let x = f32x4_mul(y, f32x4_splat(core::f32::consts::FRAC_1_SQRT_2));
+    let t = f32x4_div(f32x4_splat(1.0), f32x4_add(f32x4_splat(1.0), f32x4_mul(f32x4_splat(ERF_P), f32x4_abs(x))));
+    let mut poly = f32x4_splat(ERF_A[0]);
+    for a in &ERF_A[1..] {
+        poly = f32x4_add(f32x4_mul(poly, t), f32x4_splat(*a));
+    }
+    let poly = f32x4_mul(poly, t);
+    let erf_abs = f32x4_sub(f32x4_splat(1.0), f32x4_mul(poly, exp4(f32x4_neg(f32x4_mul(x, x)))));
+    // erf(x) has the sign of x (erf_abs ≥ 0: its sign bit is clear).
+    let erf = v128_or(erf_abs, v128_and(x, f32x4_splat(-0.0)));
+    f32x4_mul(f32x4_mul(f32x4_splat(0.5), y), f32x4_add(f32x4_splat(1.0), erf))
 }
 
 /// `eˣ` for four lanes: `x = n·ln 2 + r`, `|r| ≤ ½ ln 2`, Cephes' degree-6 polynomial for `eʳ`
@@ -213,8 +248,10 @@ unsafe fn kernel<const MR: usize>(k: usize, a: &[f32], b: &[f32], epilogue: &Epi
             if let Some(bias) = &epilogue.bias {
                 v = f32x4_add(v, load(bias, half));
             }
-            if epilogue.quick_gelu {
-                v = quick_gelu4(v);
+            match epilogue.activation {
+                Some(Activation::QuickGelu) => v = quick_gelu4(v),
+                Some(Activation::Gelu) => v = gelu4(v),
+                None => {}
             }
             v128_store(c.add(r * ldc + 4 * half) as *mut v128, v);
         }
@@ -232,7 +269,11 @@ unsafe fn kernel<const MR: usize>(k: usize, a: &[f32], b: &[f32], epilogue: &Epi
             }
             let scaled = epilogue.scale.map_or(sum, |s| sum * s[l]);
             let y = epilogue.bias.map_or(scaled, |b| scaled + b[l]);
-            *c.add(r * ldc + l) = if epilogue.quick_gelu { y / (1.0 + (-1.702 * y).exp()) } else { y };
+            *c.add(r * ldc + l) = match epilogue.activation {
+                Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
+                Some(Activation::Gelu) => gelu(y),
+                None => y,
+            };
         }
     }
 }
@@ -264,7 +305,8 @@ mod tests {
         }
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn packed_matmul_matches_the_plain_product_for_every_row_remainder() {
         let (inputs, outputs) = (13, 24);
         let w = values(inputs * outputs, 0.5);
@@ -272,15 +314,16 @@ mod tests {
         let packed = PackedWeight::new(HostMatrix::F32(w.clone()), outputs);
         for rows in [1, 2, 3, 4, 5, 7, 9] {
             let x = values(rows * inputs, rows as f32);
-            close(&packed.matmul(&x, rows, Some(&bias), false), &reference(&x, rows, &w, outputs, &bias));
+            close(&packed.matmul(&x, rows, Some(&bias), None), &reference(&x, rows, &w, outputs, &bias));
         }
         let x = values(6 * inputs, 1.0);
-        close(&packed.matmul(&x, 6, None, false), &reference(&x, 6, &w, outputs, &vec![0.0; outputs]));
+        close(&packed.matmul(&x, 6, None, None), &reference(&x, 6, &w, outputs, &vec![0.0; outputs]));
         let gelu: Vec<f32> = reference(&x, 6, &w, outputs, &bias).iter().map(|y| y / (1.0 + (-1.702 * y).exp())).collect();
-        close(&packed.matmul(&x, 6, Some(&bias), true), &gelu);
+        close(&packed.matmul(&x, 6, Some(&bias), Some(Activation::QuickGelu)), &gelu);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn int8_panels_take_their_scales() {
         let (inputs, outputs) = (10, 16);
         let q: Vec<i8> = (0..inputs * outputs).map(|i| ((i * 37) % 255) as i32 - 127).map(|v| v as i8).collect();
@@ -290,10 +333,11 @@ mod tests {
         let dequantised = matrix.clone().into_f32();
         let packed = PackedWeight::new(matrix, outputs);
         let x = values(5 * inputs, 0.3);
-        close(&packed.matmul(&x, 5, Some(&bias), false), &reference(&x, 5, &dequantised, outputs, &bias));
+        close(&packed.matmul(&x, 5, Some(&bias), None), &reference(&x, 5, &dequantised, outputs, &bias));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn only_whole_panels_fit() {
         assert!(PackedWeight::fits(768) && PackedWeight::fits(8));
         assert!(!PackedWeight::fits(0) && !PackedWeight::fits(12));
