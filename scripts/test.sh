@@ -14,4 +14,6 @@ WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
 
 echo "== page end to end"
 bash scripts/build-web.sh
-node --test tests/e2e/
+# Never hangs CI: each test file has 10 minutes, the whole run 25 (every WebDriver and HTTP call
+# in the tests has its own timeout, and the browser is killed when a test ends).
+timeout --kill-after=30 1500 node --test --test-timeout=600000 tests/e2e/

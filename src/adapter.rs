@@ -95,7 +95,6 @@ impl Adapter {
     /// A Tip-Adapter cache (α = 1, β = 5.5, no probe) from labelled photos: `examples` is
     /// `[n, dim]` row-major (normalised here), `example_labels` their indices in `labels`.
     /// Every label needs at least one photo (as `fieldclip adapt` asks of its folders).
-    /// Panics if the slices do not fit `dim` and `labels`.
     pub fn new(
         model: &str,
         labels: Vec<String>,
@@ -126,8 +125,13 @@ impl Adapter {
         if example_labels.is_empty() {
             return Err(Error::NoExamples);
         }
-        assert!(dim > 0 && examples.len() == example_labels.len() * dim, "one {dim}-value row per example label");
-        assert!(example_labels.iter().all(|&l| l < labels.len()), "example labels index the labels");
+        if dim == 0 || examples.len() != example_labels.len() * dim {
+            let rows = example_labels.len();
+            return Err(Error::RowCount { rows, dim, expected: rows * dim, found: examples.len() });
+        }
+        if let Some(&index) = example_labels.iter().find(|&&l| l >= labels.len()) {
+            return Err(Error::LabelIndex { index, labels: labels.len() });
+        }
         let mut keys = examples.to_vec();
         normalize_rows(&mut keys, dim);
         Ok(Self {

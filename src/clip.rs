@@ -165,19 +165,6 @@ impl Template {
     }
 }
 
-/// Checks a label list and templates and returns the prompts, label-major
-/// (`labels[0]` with every template, then `labels[1]`, …).
-pub fn label_prompts(labels: &[String], templates: &[Template]) -> Result<Vec<String>, Error> {
-    let labels: Vec<&String> = labels.iter().filter(|l| !l.trim().is_empty()).collect();
-    if labels.is_empty() {
-        return Err(Error::NoLabels);
-    }
-    if templates.is_empty() {
-        return Err(Error::NoTemplates);
-    }
-    Ok(labels.iter().flat_map(|l| templates.iter().map(move |t| t.apply(l.trim()))).collect())
-}
-
 /// Scales each row of a row-major `[rows, dim]` matrix to unit length.
 pub fn normalize_rows(data: &mut [f32], dim: usize) {
     for row in data.chunks_exact_mut(dim) {

@@ -1,4 +1,5 @@
-//! The crate's error, each variant worded as a sentence a user can act on.
+//! The crate's error, each variant worded as a sentence a user can act on, and its kind: what
+//! the page (and any caller) does about it without reading the sentence.
 
 use crate::preprocess::ImageError;
 use crate::tokenizer::TokenizerError;
@@ -43,4 +44,77 @@ pub enum Error {
     AdapterLabels { adapter: Vec<String>, given: Vec<String> },
     #[error("This is not a valid {what} file: {reason}.")]
     InvalidFile { what: &'static str, reason: String },
+    #[error("The prompt `{0}` has not been encoded.")]
+    PromptNotEncoded(String),
+    #[error(
+        "The prompt embeddings stored on this device do not fit this model ({values} values for {prompts} \
+         prompts of size {dim}); they will be made again."
+    )]
+    StoredPromptEmbeddings { values: usize, prompts: usize, dim: usize },
+    #[error("Expected images of {expected} pixel values (3 × size × size), got one of {found}.")]
+    PixelCount { expected: usize, found: usize },
+    #[error("Expected {expected} values ({rows} rows of {dim}), got {found}.")]
+    RowCount { rows: usize, dim: usize, expected: usize, found: usize },
+    #[error("Label number {index} is not on the list of {labels} labels.")]
+    LabelIndex { index: usize, labels: usize },
+    #[error("The {what} must be a finite number, not {value}.")]
+    NotFinite { what: &'static str, value: String },
+}
+
+/// What kind of failure an `Error` is: the page decides on this (a device error moves the model
+/// to the CPU; an input error never does), never on the sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// The user's input: a photo, a label list, a template, an adapter or gallery file.
+    Input,
+    /// The weights file cannot be used.
+    Model,
+    /// The backend failed (e.g. the WebGPU device was lost).
+    Device,
+    /// Something stored on the device earlier no longer fits.
+    Storage,
+    /// The user stopped the work (raised by the page's own code).
+    Cancelled,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Input => "input",
+            ErrorKind::Model => "model",
+            ErrorKind::Device => "device",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Weights(_) => ErrorKind::Model,
+            // The tokenizer ships with fieldclip; it fails only on a model whose context it
+            // cannot serve.
+            Error::Tokenizer(_) => ErrorKind::Model,
+            Error::Backend(_) => ErrorKind::Device,
+            Error::StoredPromptEmbeddings { .. } => ErrorKind::Storage,
+            Error::Image(_)
+            | Error::NoLabels
+            | Error::TemplateWithoutPlaceholder(_)
+            | Error::NoTemplates
+            | Error::EmptyGallery
+            | Error::DimensionMismatch { .. }
+            | Error::ModelMismatch { .. }
+            | Error::ClassWithoutExamples(_)
+            | Error::NoExamples
+            | Error::AdapterLabels { .. }
+            | Error::InvalidFile { .. }
+            | Error::PromptNotEncoded(_)
+            | Error::PixelCount { .. }
+            | Error::RowCount { .. }
+            | Error::LabelIndex { .. }
+            | Error::NotFinite { .. } => ErrorKind::Input,
+        }
+    }
 }

@@ -7,8 +7,10 @@ pub mod error;
 pub mod fingerprint;
 pub mod model;
 pub mod pack;
+pub mod pack_format;
 pub mod preprocess;
 pub mod search;
+pub mod session;
 pub mod tokenizer;
 pub mod weights;
 

@@ -13,14 +13,9 @@ use safetensors::SafeTensors;
 use crate::error::Error;
 use crate::weights::{self, WeightsError};
 
-/// `__metadata__` keys of a pack.
-pub const FORMAT_KEY: &str = "fieldclip.pack";
-pub const DTYPE_KEY: &str = "fieldclip.dtype";
-pub const CONFIG_KEY: &str = "fieldclip.config";
-/// The pack layout version this fieldclip writes and reads.
-pub const FORMAT_VERSION: &str = "1";
-/// Suffix of the tensor holding an int8 tensor's per-row scales.
-pub const SCALE_SUFFIX: &str = ".q8_scale";
+// The format's names live in `pack_format` (shared with `weights`, which reads packs),
+// re-exported here where they have always been.
+pub use crate::pack_format::{CONFIG_KEY, DTYPE_KEY, FORMAT_KEY, FORMAT_VERSION, SCALE_SUFFIX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackDtype {

@@ -39,15 +39,20 @@ pub fn row_norms(matrix: &[f32], dim: usize) -> Vec<f32> {
 }
 
 /// The `k` rows of `matrix` (row-major `[rows, dim]`) most cosine-similar to `query`, best
-/// first, by brute force. A zero row scores 0. Panics if `matrix` is not whole rows of `dim`.
+/// first, by brute force. A zero row scores 0.
 pub fn rank(query: &[f32], matrix: &[f32], dim: usize, k: usize) -> Result<Vec<Hit>, Error> {
-    assert!(dim > 0 && matrix.len().is_multiple_of(dim), "the matrix is not whole rows of {dim}");
+    if dim == 0 || !matrix.len().is_multiple_of(dim) {
+        let rows = matrix.len().checked_div(dim).unwrap_or(0);
+        return Err(Error::RowCount { rows, dim, expected: rows * dim, found: matrix.len() });
+    }
     rank_with_norms(query, matrix, &row_norms(matrix, dim), dim, k)
 }
 
 /// `rank` with the rows' norms computed once beforehand (a gallery searched many times).
 pub fn rank_with_norms(query: &[f32], matrix: &[f32], norms: &[f32], dim: usize, k: usize) -> Result<Vec<Hit>, Error> {
-    assert!(dim > 0 && matrix.len() == norms.len() * dim, "one norm per row of {dim}");
+    if dim == 0 || matrix.len() != norms.len() * dim {
+        return Err(Error::RowCount { rows: norms.len(), dim, expected: norms.len() * dim, found: matrix.len() });
+    }
     if matrix.is_empty() {
         return Err(Error::EmptyGallery);
     }
@@ -73,6 +78,60 @@ pub fn rank_with_norms(query: &[f32], matrix: &[f32], norms: &[f32], dim: usize,
     }
     hits.sort_by(best_first);
     Ok(hits)
+}
+
+/// A photo collection's embeddings in memory, searched by exact brute-force cosine ranking;
+/// each row's norm is computed once, when it is added.
+#[derive(Debug, Clone, Default)]
+pub struct Gallery {
+    dim: usize,
+    /// `[photos, dim]`, row-major, in the order added.
+    matrix: Vec<f32>,
+    norms: Vec<f32>,
+}
+
+impl Gallery {
+    pub fn new(dim: usize) -> Self {
+        Self { dim, matrix: Vec::new(), norms: Vec::new() }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Appends embeddings (`n × dim`, row-major).
+    pub fn add(&mut self, embeddings: &[f32]) -> Result<(), Error> {
+        if self.dim == 0 || !embeddings.len().is_multiple_of(self.dim) {
+            let rows = embeddings.len().checked_div(self.dim).unwrap_or(0);
+            let expected = rows * self.dim;
+            return Err(Error::RowCount { rows, dim: self.dim, expected, found: embeddings.len() });
+        }
+        if embeddings.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NotFinite { what: "embedding value", value: "NaN or infinity".into() });
+        }
+        self.norms.extend(row_norms(embeddings, self.dim));
+        self.matrix.extend_from_slice(embeddings);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.norms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.norms.is_empty()
+    }
+
+    /// The `k` photos most like `query`, best first (equal scores keep the lower index first).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, Error> {
+        if self.is_empty() {
+            return Err(Error::EmptyGallery);
+        }
+        if query.len() != self.dim {
+            return Err(Error::DimensionMismatch { what: "collection", expected: query.len(), found: self.dim });
+        }
+        rank_with_norms(query, &self.matrix, &self.norms, self.dim, k)
+    }
 }
 
 /// Version of the gallery file's layout.
@@ -131,8 +190,17 @@ impl Index {
 
     /// The `k` entries most similar to `query`, best first (`Hit::index` indexes `entries`).
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, Error> {
+        self.gallery()?.search(query, k)
+    }
+
+    /// The entries' embeddings as an in-memory `Gallery` (same order).
+    pub fn gallery(&self) -> Result<Gallery, Error> {
+        let mut gallery = Gallery::new(self.dim);
         let matrix: Vec<f32> = self.entries.iter().flat_map(|e| e.embedding.iter().copied()).collect();
-        rank(query, &matrix, self.dim, k)
+        if !matrix.is_empty() {
+            gallery.add(&matrix)?;
+        }
+        Ok(gallery)
     }
 
     pub fn to_json(&self) -> String {

@@ -70,6 +70,52 @@ fn classify_reports_a_bad_file_and_goes_on() {
     assert!((p - floats(&expected["probs"][0])[best]).abs() < 1e-3, "{p}");
 }
 
+/// A blank `--label` (and a repeated one) used to shift every score onto the wrong label: now
+/// the session leaves them out, says so, and the scores are those of the clean list.
+#[test]
+fn blank_and_repeated_labels_are_left_out_with_a_warning_and_scores_stay_on_their_labels() {
+    let expected = json("tiny/expected.json");
+    let labels: Vec<&str> = (0..3).map(|j| expected["prompts"][j]["text"].as_str().unwrap()).collect();
+    let (weights, photo) = (path("tiny/model.safetensors"), path("images/chelsea.png"));
+    let run = |given: &[&str]| {
+        let mut args = vec!["classify", "--weights", &weights, "--template", "{}", "--json", "--top", "10"];
+        for l in given {
+            args.extend(["--label", l]);
+        }
+        args.push(&photo);
+        fieldclip(&args)
+    };
+    let (code, clean, stderr) = run(&labels);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let (code, messy, stderr) = run(&[labels[0], "", labels[1], "  ", labels[2], labels[0]]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: label 2 is blank"), "{stderr}");
+    assert!(stderr.contains("warning: label 4 is blank"), "{stderr}");
+    assert!(stderr.contains(&format!("label 6 (`{}`) repeats label 1", labels[0])), "{stderr}");
+    let predictions = |stdout: &str| -> Vec<(String, f64)> {
+        let out: Value = serde_json::from_str(stdout).unwrap();
+        out[0]["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["label"].as_str().unwrap().to_string(), p["probability"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(predictions(&messy), predictions(&clean));
+    // Each label has the probability of the oracle's logits for its prompt (chelsea.png is the
+    // oracle's image 3), softmaxed over these three.
+    let logits: Vec<f64> = (0..3).map(|j| expected["logits_per_image"][3][j].as_f64().unwrap()).collect();
+    let total: f64 = logits.iter().map(|l| l.exp()).sum();
+    let got = predictions(&clean);
+    assert_eq!(got.len(), 3);
+    for (label, probability) in got {
+        let j = labels.iter().position(|l| *l == label).unwrap();
+        let want = logits[j].exp() / total;
+        assert!((probability - want).abs() < 1e-3, "{label}: {probability} vs {want}");
+    }
+}
+
 #[test]
 fn tokenize_and_inspect() {
     let (code, stdout, _) = fieldclip(&["tokenize", "--text", "a photo of a cat."]);

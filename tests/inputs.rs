@@ -318,13 +318,17 @@ fn open_clip_config_decides_heads_and_activation() {
 
 #[test]
 fn label_list_and_template_errors() {
-    use fieldclip::clip::{label_prompts, Template};
+    use fieldclip::clip::Template;
+    use fieldclip::session::LabelSet;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     assert!(matches!(Template::new("a photo"), Err(Error::TemplateWithoutPlaceholder(_))));
-    let t = vec![Template::new("a photo of a {}.").unwrap()];
-    assert!(matches!(label_prompts(&[], &t), Err(Error::NoLabels)));
-    assert!(matches!(label_prompts(&["  ".into()], &t), Err(Error::NoLabels)));
-    assert!(matches!(label_prompts(&["oak".into()], &[]), Err(Error::NoTemplates)));
-    assert_eq!(label_prompts(&["oak".into()], &t).unwrap(), vec!["a photo of a oak."]);
+    let t = s(&["a photo of a {}."]);
+    assert!(matches!(LabelSet::new(&[], &t), Err(Error::NoLabels)));
+    assert!(matches!(LabelSet::new(&s(&["  "]), &t), Err(Error::NoLabels)));
+    assert!(matches!(LabelSet::new(&s(&["oak"]), &[]), Err(Error::NoTemplates)));
+    assert!(matches!(LabelSet::new(&s(&["oak"]), &s(&["  "])), Err(Error::NoTemplates)));
+    assert!(matches!(LabelSet::new(&s(&["oak"]), &s(&["no placeholder"])), Err(Error::TemplateWithoutPlaceholder(_))));
+    assert_eq!(LabelSet::new(&s(&["oak"]), &t).unwrap().prompts(), vec!["a photo of a oak."]);
 }
 
 /// A checkpoint in the HF layout with the widths, patch size, positions and heads of a real

@@ -36,15 +36,27 @@ fn min_row_cosine(a: &[f32], b: &[f32], dim: usize) -> f32 {
     a.chunks_exact(dim).zip(b.chunks_exact(dim)).map(|(x, y)| cosine(x, y)).fold(1.0, f32::min)
 }
 
+/// The least cosine to the f32 model's embeddings each pack must keep, on images and on texts.
+/// On the tiny oracle models: what the README states for packs.
+const TINY_MIN_COSINE: [(PackDtype, f32); 2] = [(PackDtype::F16, 0.9999), (PackDtype::Q8, 0.9999)];
+/// On the full-size ViT-B/32 (measured: q8 0.99992 on images, 0.99971 on texts; BENCHMARKS.md).
+const VITB32_MIN_COSINE: [(PackDtype, f32); 2] = [(PackDtype::F16, 0.999), (PackDtype::Q8, 0.99)];
+
 /// Packs `weights` both ways and checks size, embeddings and top-1 against the f32 model.
 /// Returns (dtype, pack bytes, min image cosine, min text cosine) for each.
-fn check_packs(what: &str, weights: &[u8], config: &[u8], expected: &Value) -> Vec<(PackDtype, usize, f32, f32)> {
+fn check_packs(
+    what: &str,
+    weights: &[u8],
+    config: &[u8],
+    expected: &Value,
+    min_cosines: [(PackDtype, f32); 2],
+) -> Vec<(PackDtype, usize, f32, f32)> {
     let device = Device::flex();
     let original = ClipModel::from_bytes(weights, Some(config), &device).unwrap();
     let dim = original.info.config.projection_dim;
     let (images, text) = embeddings(&original, expected);
     let mut report = Vec::new();
-    for (dtype, min_cosine) in [(PackDtype::F16, 0.999), (PackDtype::Q8, 0.99)] {
+    for (dtype, min_cosine) in min_cosines {
         let packed = pack(weights, Some(config), dtype).unwrap();
         // No config file given: the pack's own is used.
         let model = ClipModel::from_bytes(&packed, None, &device).unwrap();
@@ -63,7 +75,7 @@ fn check_packs(what: &str, weights: &[u8], config: &[u8], expected: &Value) -> V
 
 #[test]
 fn tiny_packs_keep_the_embeddings_and_top1() {
-    let report = check_packs("tiny", &read("tiny/model.safetensors"), &read("tiny/config.json"), &json("tiny/expected.json"));
+    let report = check_packs("tiny", &read("tiny/model.safetensors"), &read("tiny/config.json"), &json("tiny/expected.json"), TINY_MIN_COSINE);
     let f32_size = read("tiny/model.safetensors").len() as f64;
     assert!((report[0].1 as f64) < 0.52 * f32_size, "f16 halves the size");
     assert!((report[1].1 as f64) < 0.30 * f32_size, "q8 is about a quarter");
@@ -76,17 +88,17 @@ fn open_clip_tiny_pack_keeps_its_config() {
         &read("openclip_tiny/model.safetensors"),
         &read("openclip_tiny/open_clip_config.json"),
         &json("openclip_tiny/expected.json"),
+        TINY_MIN_COSINE,
     );
 }
 
 #[test]
-fn vitb32_q8_pack_meets_size_and_quality_when_weights_given() {
-    let Ok(path) = std::env::var("FIELDCLIP_VITB32_WEIGHTS") else {
-        eprintln!("FIELDCLIP_VITB32_WEIGHTS not set: skipping the full-size pack check");
-        return;
-    };
-    let weights = std::fs::read(path).unwrap();
-    let report = check_packs("ViT-B/32", &weights, &read("vitb32/config.json"), &json("vitb32/expected.json"));
+#[ignore = "needs the full-size random ViT-B/32 (605 MB, made by the oracle's make_oracle.py): \
+            FIELDCLIP_VITB32_WEIGHTS=path cargo test -- --ignored"]
+fn vitb32_q8_pack_meets_size_and_quality() {
+    let weights = vitb32_weights();
+    let report =
+        check_packs("ViT-B/32", &weights, &read("vitb32/config.json"), &json("vitb32/expected.json"), VITB32_MIN_COSINE);
     assert!(report[1].1 <= 160_000_000, "q8 pack of ViT-B/32: {} bytes", report[1].1);
 }
 

@@ -101,16 +101,48 @@ async fn tiny_model_on_webgpu_matches_oracle() {
     check_backend("webgpu", 1e-3, 1e-2).await;
 }
 
+/// The `kind` the worker decides on (see `src/web.rs`).
+fn kind<T>(result: Result<T, wasm_bindgen::JsValue>) -> String {
+    let error = result.err().expect("an error");
+    js_sys::Reflect::get(&error, &"kind".into()).unwrap().as_string().unwrap_or_default()
+}
+
 #[wasm_bindgen_test]
-async fn corrupt_image_and_empty_labels_are_errors_not_panics() {
+async fn corrupt_image_and_empty_labels_are_errors_of_kind_input_not_panics() {
     let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
-    assert!(classifier.classify(IMAGES[0].2.to_vec(), 5).await.is_err(), "no labels yet");
-    assert!(classifier.set_labels(vec![], vec!["a photo of a {}.".into()]).await.is_err());
-    assert!(classifier.set_labels(vec!["oak".into()], vec!["no placeholder".into()]).await.is_err());
+    assert_eq!(kind(classifier.classify(IMAGES[0].2.to_vec(), 5).await), "input", "no labels yet");
+    assert_eq!(kind(classifier.set_labels(vec![], vec!["a photo of a {}.".into()]).await), "input");
+    assert_eq!(kind(classifier.set_labels(vec!["oak".into()], vec!["no placeholder".into()]).await), "input");
     classifier.set_labels(vec!["oak".into(), "kelp".into()], vec!["a photo of a {}.".into()]).await.unwrap_or_else(|_| panic!());
-    assert!(classifier.classify(b"not an image".to_vec(), 5).await.is_err());
+    assert_eq!(kind(classifier.classify(b"not an image".to_vec(), 5).await), "input");
     assert!(classifier.classify(IMAGES[0].2.to_vec(), 5).await.is_ok(), "the classifier still works");
-    assert!(Classifier::create(b"garbage".to_vec(), None, "cpu".into(), None).await.is_err());
+    assert_eq!(kind(classifier.embed_pixels_batch(vec![0.0; 7], 1).await), "input");
+    assert_eq!(kind(classifier.import_prompt_embeddings(vec!["a photo of a oak.".into()], vec![0.0; 3])), "storage");
+    assert_eq!(kind(Classifier::create(b"garbage".to_vec(), None, "cpu".into(), None).await), "model");
+    assert_eq!(kind(Classifier::create(WEIGHTS.to_vec(), None, "tpu".into(), None).await), "input");
+}
+
+/// The blank-label case the CLI had wrong: blanks and repeats are left out by the session, so
+/// each label keeps its own score.
+#[wasm_bindgen_test]
+async fn blank_and_repeated_labels_are_left_out_and_scores_stay_on_their_labels() {
+    let expected: Value = serde_json::from_slice(EXPECTED).unwrap();
+    let prompts: Vec<String> = (0..3).map(|j| expected["prompts"][j]["text"].as_str().unwrap().to_string()).collect();
+    let mut classifier = Classifier::create(WEIGHTS.to_vec(), Some(CONFIG.to_vec()), "cpu".into(), None).await.unwrap_or_else(|_| panic!());
+    let messy = vec![prompts[0].clone(), "".into(), prompts[1].clone(), "  ".into(), prompts[2].clone(), prompts[0].clone()];
+    classifier.set_labels(messy, vec!["{}".into(), "{}".into()]).await.unwrap_or_else(|_| panic!());
+    assert_eq!(classifier.labels(), prompts);
+    let result: Value = serde_wasm_bindgen::from_value(classifier.classify(IMAGES[1].2.to_vec(), 10).await.unwrap_or_else(|_| panic!())).unwrap();
+    let predictions = result["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3);
+    // chelsea.png is the oracle's image 3: softmax of its logits over these three prompts.
+    let logits: Vec<f64> = (0..3).map(|j| expected["logits_per_image"][3][j].as_f64().unwrap()).collect();
+    let total: f64 = logits.iter().map(|l| l.exp()).sum();
+    for p in predictions {
+        let j = prompts.iter().position(|l| l == p["label"].as_str().unwrap()).unwrap();
+        let want = logits[j].exp() / total;
+        assert!((p["probability"].as_f64().unwrap() - want).abs() < 1e-3, "{p} vs {want}");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -20,6 +20,28 @@ let build = null;
 let threadsUnavailable = false;
 
 /**
+ * Every error carries a `kind` (as the wasm module's do): 'input' (the user's photo, labels,
+ * templates, adapter), 'model' (the weights file cannot be used), 'device' (the backend failed),
+ * 'storage' (data kept on the device does not fit) or 'cancelled'; its message is for the user.
+ */
+function failure(kind, message) {
+  const e = new Error(message);
+  e.kind = kind;
+  return e;
+}
+
+/** The kind sent to the page: the error's own; a trap (a panic) counts as the device's; else the model's. */
+function kindOf(e) {
+  if (e && typeof e.kind === 'string') return e.kind;
+  return e instanceof WebAssembly.RuntimeError ? 'device' : 'model';
+}
+
+/** The backend failed (WebGPU lost, out of memory): a device error, or a trap with no kind. */
+function isDeviceError(e) {
+  return Boolean(e) && (e.kind === 'device' || (e.kind === undefined && e instanceof WebAssembly.RuntimeError));
+}
+
+/**
  * Loads the build that suits the backend: WebGPU (and `auto` where there is an adapter) needs
  * pkg/, the threaded build has no WebGPU; the CPU gets pkg-threads/ where the page allows it.
  */
@@ -72,13 +94,13 @@ async function create(backend, sha256Wanted = false) {
     stream = await readWeights(source.weights, !!sha256Wanted, progress);
   } catch (e) {
     // A stored file that no longer reads as a model was damaged on the device.
-    if (typeof sha256Wanted === 'string') throw new Error(`The weights file changed since it was saved (${e.message}).`);
+    if (typeof sha256Wanted === 'string') throw failure('storage', `The weights file changed since it was saved (${e.message}).`);
     throw e;
   }
   const sha256 = stream.sha256();
   if (typeof sha256Wanted === 'string' && sha256 !== sha256Wanted) {
     stream.free();
-    throw new Error('The weights file changed since it was saved.');
+    throw failure('storage', 'The weights file changed since it was saved.');
   }
   // Loading steps after reading: 40% → 100%.
   const building = (step, fraction) => progress(step, 0.4 + 0.6 * fraction);
@@ -95,12 +117,12 @@ async function create(backend, sha256Wanted = false) {
   return sha256;
 }
 
-/** Stored prompt embeddings of another model size are dropped, not fatal. */
+/** Stored prompt embeddings that do not fit this model (kind 'storage') are dropped, not fatal. */
 function importPrompts(prompts) {
   try {
     classifier.importPromptEmbeddings(prompts.prompts, prompts.embeds);
   } catch (e) {
-    if (!/Stored prompt embeddings/.test(String(e && e.message))) throw e;
+    if (e?.kind !== 'storage') throw e;
     source.prompts = null;
   }
 }
@@ -113,11 +135,6 @@ function storedPrompts(stored) {
   const embeds = new Float32Array(dim * stored.embeds.length);
   stored.embeds.forEach((e, i) => embeds.set(e, i * dim));
   return { prompts: stored.prompts, embeds };
-}
-
-/** Errors about the input itself; anything else on WebGPU is treated as a lost device. */
-function isInputError(message) {
-  return /^The (image|file|label|prompt)|^There are no|^Expected /.test(message);
 }
 
 async function handle(msg) {
@@ -188,20 +205,21 @@ async function handle(msg) {
         const result = await classifier.classify(bytes, msg.topK);
         return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null };
       } catch (e) {
-        const message = String(e && e.message ? e.message : e);
-        if (classifier.backend !== 'webgpu' || isInputError(message)) throw e;
+        // Only a failing GPU moves the model to the CPU; a bad photo (or anything else) does not.
+        if (classifier.backend !== 'webgpu' || !isDeviceError(e)) throw e;
+        const message = String(e.message || e);
         await create('cpu');
         const result = await classifier.classify(bytes, msg.topK);
         return { ...result, ms: performance.now() - start, backend: 'cpu', switchedToCpu: message };
       }
     }
     default:
-      throw new Error(`unknown request ${msg.type}`);
+      throw failure('input', `unknown request ${msg.type}`);
   }
 }
 
 function need() {
-  if (!classifier) throw new Error('Load a model first.');
+  if (!classifier) throw failure('input', 'Load a model first.');
 }
 
 // One request at a time: the classifier is borrowed mutably while labels are encoded.
@@ -212,7 +230,7 @@ self.onmessage = ({ data }) => {
       if (!build) await useBuild('webgpu');
       self.postMessage({ id: data.id, ok: true, value: await handle(data) });
     } catch (e) {
-      self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e) });
+      self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e), kind: kindOf(e) });
     }
   });
 };

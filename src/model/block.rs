@@ -8,7 +8,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::TransformerConfig;
-use super::dense::{Dense, HostMatrix, Placement};
+use super::dense::{Dense, Placement};
+use super::host_matrix::HostMatrix;
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
     let mut norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&gamma.device());

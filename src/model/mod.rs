@@ -3,13 +3,15 @@
 pub mod block;
 pub mod config;
 pub mod dense;
+pub mod host_matrix;
 pub mod packed;
 pub mod text;
 pub mod vision;
 
 use burn::tensor::{Device, Tensor};
 
-pub use dense::{Dense, EmbeddingTable, HostMatrix, Placement};
+pub use dense::{Dense, EmbeddingTable, Placement};
+pub use host_matrix::HostMatrix;
 pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
 pub use text::{TextOutput, TextTransformer, TextWeights};
 pub use vision::{VisionOutput, VisionTransformer, VisionWeights};

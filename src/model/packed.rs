@@ -12,7 +12,7 @@
 //! runs a plain scalar kernel, which the tests use to check the packing and the blocking.
 
 use super::config::Activation;
-use super::dense::HostMatrix;
+use super::host_matrix::HostMatrix;
 
 /// Output columns per panel: two SIMD128 vectors.
 pub const PANEL: usize = 8;

@@ -6,7 +6,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::TextConfig;
-use super::dense::{Dense, EmbeddingTable, HostMatrix, Placement};
+use super::dense::{Dense, EmbeddingTable, Placement};
+use super::host_matrix::HostMatrix;
 
 /// Host-side text parameters in PyTorch orientation.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@ use burn::tensor::Tensor;
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::VisionConfig;
-use super::dense::{Dense, HostMatrix, Placement};
+use super::dense::{Dense, Placement};
+use super::host_matrix::HostMatrix;
 
 /// Host-side vision parameters in PyTorch orientation.
 #[derive(Debug, Clone)]

@@ -13,6 +13,15 @@ pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(data(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The full-size random ViT-B/32 named by `FIELDCLIP_VITB32_WEIGHTS`, for the `#[ignore]`d
+/// tests that need it. Unset is a failure here: those tests run only when asked for.
+pub fn vitb32_weights() -> Vec<u8> {
+    let path = std::env::var("FIELDCLIP_VITB32_WEIGHTS").expect(
+        "FIELDCLIP_VITB32_WEIGHTS must name the full-size random ViT-B/32 (make_oracle.py models) for this test",
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 pub fn json(path: &str) -> Value {
     serde_json::from_slice(&read(path)).unwrap()
 }

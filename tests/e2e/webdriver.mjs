@@ -45,24 +45,54 @@ export async function serve(root, { port = 0, mounts = {}, headers = {} } = {}) 
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** No WebDriver request may take longer (a page's script has SCRIPT_TIMEOUT_MS of it). */
+const REQUEST_TIMEOUT_MS = 90_000;
+const SCRIPT_TIMEOUT_MS = 60_000;
+
+/** Drivers still running, killed (with their Chromium) if the test process ends early. */
+const running = new Set();
+function killGroup(driver) {
+  running.delete(driver);
+  // chromedriver leads its own process group (detached), Chromium and its helpers in it.
+  try { process.kill(-driver.pid, 'SIGKILL'); } catch { /* already gone */ }
+}
+process.on('exit', () => { for (const d of [...running]) killGroup(d); });
+
 /** Starts chromedriver and a headless Chromium session with WebGPU enabled. */
 export async function browser({ width = 768, height = 1024 } = {}) {
   const port = 9500 + Math.floor(Math.random() * 400);
-  const driver = spawn('chromedriver', [`--port=${port}`], { stdio: 'ignore' });
+  const driver = spawn('chromedriver', [`--port=${port}`], { stdio: 'ignore', detached: true });
+  running.add(driver);
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`${base}/status`)).ok) break; } catch { await sleep(100); }
+  let up = false;
+  for (let i = 0; i < 100 && !up; i++) {
+    try { up = (await fetch(`${base}/status`, { signal: AbortSignal.timeout(2000) })).ok; } catch { await sleep(100); }
   }
-  const request = async (method, path, body) => {
-    const r = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  if (!up) {
+    killGroup(driver);
+    throw new Error('chromedriver did not start within 10 s');
+  }
+  const request = async (method, path, body, timeoutMs = REQUEST_TIMEOUT_MS) => {
+    let r;
+    try {
+      r = await fetch(`${base}${path}`, {
+        method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (e) {
+      throw new Error(`WebDriver ${method} ${path}: ${e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message}`);
+    }
     const json = await r.json();
     if (json.value && json.value.error) throw new Error(`${json.value.error}: ${json.value.message}`);
     return json.value;
   };
-  const session = await request('POST', '/session', {
+  let session;
+  try {
+    session = await request('POST', '/session', {
     capabilities: {
       alwaysMatch: {
         browserName: 'chrome',
+        timeouts: { script: SCRIPT_TIMEOUT_MS, pageLoad: SCRIPT_TIMEOUT_MS, implicit: 0 },
         'goog:chromeOptions': {
           binary: '/usr/bin/chromium',
           args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
@@ -71,7 +101,11 @@ export async function browser({ width = 768, height = 1024 } = {}) {
         },
       },
     },
-  });
+    });
+  } catch (e) {
+    killGroup(driver);
+    throw e;
+  }
   const s = `/session/${session.sessionId}`;
   const find = async (css) => Object.values(await request('POST', `${s}/element`, { using: 'css selector', value: css }))[0];
   return {
@@ -111,6 +145,10 @@ export async function browser({ width = 768, height = 1024 } = {}) {
         await sleep(200);
       }
     },
-    close: async () => { await request('DELETE', s).catch(() => {}); driver.kill(); },
+    /** Ends the session and kills chromedriver and Chromium whatever state they are in. */
+    close: async () => {
+      await request('DELETE', s, undefined, 10_000).catch(() => {});
+      killGroup(driver);
+    },
   };
 }

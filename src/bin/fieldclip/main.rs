@@ -1,8 +1,97 @@
-//! `fieldclip`: the command-line face of the same library the browser page uses. Native only;
-//! `wasm-pack test` builds every target for wasm32, where this is an empty program.
+//! `fieldclip`: the command-line face of the same library the browser page uses, one module
+//! per command over `fieldclip::session::Session`. Native only; `wasm-pack test` builds every
+//! target for wasm32, where this is an empty program.
 
 #[cfg(not(target_arch = "wasm32"))]
-mod cli;
+mod adapt;
+#[cfg(not(target_arch = "wasm32"))]
+mod classify;
+#[cfg(not(target_arch = "wasm32"))]
+mod common;
+#[cfg(not(target_arch = "wasm32"))]
+mod embed;
+#[cfg(not(target_arch = "wasm32"))]
+mod index;
+#[cfg(not(target_arch = "wasm32"))]
+mod inspect;
+#[cfg(not(target_arch = "wasm32"))]
+mod pack;
+#[cfg(not(target_arch = "wasm32"))]
+mod search;
+#[cfg(not(target_arch = "wasm32"))]
+mod tokenize;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::process::ExitCode;
+
+    use clap::{Parser, Subcommand};
+
+    use crate::{adapt, classify, embed, index, inspect, pack, search, tokenize};
+
+    #[derive(Parser)]
+    #[command(
+        name = "fieldclip",
+        version,
+        about = "CLIP for biological images: classify, search, adapt to your own classes, embed, tokenize, inspect"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Top-5 labels per image with probabilities.
+        ///
+        /// Labels are trimmed; blank and repeated labels are left out (with a warning).
+        Classify(classify::ClassifyArgs),
+        /// A gallery file of the photos in a folder, for `search`.
+        ///
+        /// Embeds every image in DIR and its subfolders (.jpg .jpeg .png .webp .gif .bmp; hidden
+        /// files and links to folders are skipped). An existing OUTPUT is extended; a photo whose
+        /// content is already in it is not added again. An unreadable image is reported and skipped
+        /// (exit code 1, the file is still written).
+        Index(index::IndexArgs),
+        /// The photos of a gallery most similar to a text or to a photo (cosine similarity).
+        Search(search::SearchArgs),
+        /// Teaches the labels from example photos; writes an adapter file for `classify --adapter`.
+        ///
+        /// The examples become a Tip-Adapter cache (training-free), optionally with a linear probe
+        /// trained on them. Prints leave-one-out accuracy on the examples, zero-shot vs adapted. An
+        /// unreadable example is reported and skipped (exit code 1).
+        Adapt(adapt::AdaptArgs),
+        /// L2-normalised image and text embeddings as JSON.
+        Embed(embed::EmbedArgs),
+        /// CLIP token ids (77 per text) as JSON.
+        Tokenize(tokenize::TokenizeArgs),
+        /// The architecture, layout, dtype and parameter count found in a weights file.
+        Inspect(inspect::InspectArgs),
+        /// A compact model pack (.fcpk): one file with the config, in f16 or int8 (q8), that the
+        /// page and this tool load like the safetensors file.
+        Pack(pack::PackArgs),
+    }
+
+    pub fn main() -> ExitCode {
+        let result = match Cli::parse().command {
+            Command::Classify(args) => classify::run(args),
+            Command::Index(args) => index::run(args),
+            Command::Search(args) => search::run(args),
+            Command::Adapt(args) => adapt::run(args),
+            Command::Embed(args) => embed::run(args),
+            Command::Tokenize(args) => tokenize::run(args),
+            Command::Inspect(args) => inspect::run(args),
+            Command::Pack(args) => pack::run(args),
+        };
+        match result {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {

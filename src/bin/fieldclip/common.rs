@@ -1,0 +1,148 @@
+//! What the commands share: the backend choice, finding and streaming a weights file, reading
+//! label files and image folders, and embedding image files in batches.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use clap::ValueEnum;
+use fieldclip::session::{ImageResult, Session};
+use fieldclip::weights::WeightsReader;
+use fieldclip::{ClipModel, Error};
+
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+/// The files `index` and `adapt` take as photos (by extension, any case).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend
+    Cpu,
+    /// burn's wgpu backend (Vulkan / Metal / DX12)
+    Wgpu,
+}
+
+impl Backend {
+    fn device(self) -> Device {
+        match self {
+            Backend::Cpu => Device::flex(),
+            Backend::Wgpu => Device::wgpu(Default::default()),
+        }
+    }
+}
+
+/// A library error as the CLI prints it.
+pub fn err(e: Error) -> String {
+    e.to_string()
+}
+
+/// The weights file and its optional config file.
+pub fn resolve_weights(path: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let (file, dir) = if path.is_dir() {
+        let file = ["model.safetensors", "open_clip_model.safetensors", "model.fcpk"]
+            .iter()
+            .map(|n| path.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("{} holds no model.safetensors, open_clip_model.safetensors or model.fcpk", path.display()))?;
+        (file, path.to_path_buf())
+    } else if path.is_file() {
+        (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
+    } else {
+        return Err(format!("{} does not exist", path.display()));
+    };
+    // A pack carries its own config file.
+    if file.extension().is_some_and(|e| e == "fcpk") {
+        return Ok((file, None));
+    }
+    let config = ["open_clip_config.json", "config.json"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    Ok((file, config))
+}
+
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A session on the model at `path`. The file is streamed through a `WeightsReader`, never
+/// held whole next to the weights.
+pub fn load(path: &Path, backend: Backend) -> Result<Session, String> {
+    let (file, config) = resolve_weights(path)?;
+    let config_bytes = config.as_deref().map(read_file).transpose()?;
+    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
+    let mut input = std::fs::File::open(&file).map_err(cannot_read)?;
+    let mut reader = WeightsReader::with_file_hash(false);
+    let mut chunk = vec![0u8; 8 << 20];
+    loop {
+        let n = input.read(&mut chunk).map_err(cannot_read)?;
+        if n == 0 {
+            break;
+        }
+        reader.push(&chunk[..n]).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let loaded = reader.finish(config_bytes.as_deref()).map_err(|e| format!("{}: {e}", file.display()))?;
+    let model = ClipModel::from_loaded(loaded, &backend.device(), &mut |_, _| {})
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Session::new(model))
+}
+
+/// One label per line (the session trims them and leaves out blanks and repeats). A UTF-8 byte
+/// order mark, which some editors write first, is not part of the first label.
+pub fn read_labels(file: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(text.lines().map(String::from).collect())
+}
+
+/// The image files under `dir`, sorted; see `index`'s help for which.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))? {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // file_type does not follow links, so a link cannot lead the walk in a circle.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if path.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Each image file's normalised embedding, in input order, or why that file failed (alone).
+/// Files are read and embedded a batch at a time, so a long list never sits in memory whole.
+pub fn image_embeddings(session: &Session, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Result<Vec<f32>, String>)>, String> {
+    let mut results = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(fieldclip::session::IMAGE_BATCH) {
+        let read: Vec<Result<Vec<u8>, String>> = chunk.iter().map(|p| std::fs::read(p).map_err(|e| e.to_string())).collect();
+        let bytes: Vec<Vec<u8>> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let embedded: Vec<ImageResult> = pollster::block_on(session.embed_images(&bytes, &mut |_, _| {})).map_err(err)?;
+        let mut embedded = embedded.into_iter();
+        for (path, r) in chunk.iter().zip(read) {
+            let result = match r {
+                Err(e) => Err(e),
+                Ok(_) => embedded.next().map(|e| e.map_err(err)).unwrap_or_else(|| Err("not embedded".into())),
+            };
+            results.push((path.clone(), result));
+        }
+        if paths.len() > chunk.len() {
+            eprintln!("[{}/{}] images embedded", results.len(), paths.len());
+        }
+    }
+    Ok(results)
+}
+
+/// Normalised text embeddings, `[texts, dim]`.
+pub fn text_embeddings(session: &Session, texts: &[String]) -> Result<Vec<f32>, String> {
+    pollster::block_on(session.embed_texts(texts)).map_err(err)
+}

@@ -1,0 +1,419 @@
+//! The one place where a photo gets its labels: a loaded model with its active label list,
+//! prompt templates, prompt embedding cache, ensembled label embeddings and optional few-shot
+//! adapter, and `classify` / `embed` / `search` on top. The page's wasm shell (`web.rs`) and the
+//! CLI both drive a `Session`; neither keeps classification state of its own.
+//!
+//! Everything that reads tensors back is `async`: on WebGPU a synchronous read panics. Natively
+//! the CLI blocks on these futures (`pollster`); on the CPU backend they are ready at once.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::adapter::{Adapter, LeaveOneOut, DEFAULT_PROBE_L2};
+use crate::clip::{ensemble_labels, normalize_rows, predictions, read_async, zero_shot_logits, ClipModel, Prediction, Template};
+use crate::error::Error;
+use crate::search::{Gallery, Hit};
+
+/// Why a label or template given by the user was not used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum DropReason {
+    /// Empty or only white space.
+    Blank,
+    /// The same text (after trimming) as the entry at 1-based position `first`.
+    Duplicate { first: usize },
+}
+
+/// One entry of a label list (or template list) that was dropped while cleaning it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// `"label"` or `"template"`.
+    pub what: &'static str,
+    /// 1-based position in the list as given.
+    pub position: usize,
+    pub text: String,
+    #[serde(flatten)]
+    pub reason: DropReason,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reason {
+            DropReason::Blank => write!(f, "{} {} is blank, so it was left out", self.what, self.position),
+            DropReason::Duplicate { first } => write!(
+                f,
+                "{} {} (`{}`) repeats {} {first}, so it was left out",
+                self.what, self.position, self.text, self.what
+            ),
+        }
+    }
+}
+
+/// A list cleaned once: each entry trimmed, blanks and repeats dropped (first one kept), with
+/// what was dropped and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cleaned {
+    pub kept: Vec<String>,
+    pub dropped: Vec<Dropped>,
+}
+
+/// Trims every entry and drops blank and repeated ones (keeping the first), reporting each.
+pub fn clean_list(what: &'static str, entries: &[String]) -> Cleaned {
+    let mut kept: Vec<String> = Vec::new();
+    let mut first_position: HashMap<String, usize> = HashMap::new();
+    let mut dropped = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let text = entry.trim();
+        let position = i + 1;
+        if text.is_empty() {
+            dropped.push(Dropped { what, position, text: entry.clone(), reason: DropReason::Blank });
+        } else if let Some(&first) = first_position.get(text) {
+            dropped.push(Dropped { what, position, text: text.to_string(), reason: DropReason::Duplicate { first } });
+        } else {
+            first_position.insert(text.to_string(), position);
+            kept.push(text.to_string());
+        }
+    }
+    Cleaned { kept, dropped }
+}
+
+/// A label list and templates, cleaned and checked, ready for `Session::set_labels`. Made
+/// without a model, so a CLI can report mistakes before the slow model load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelSet {
+    pub labels: Vec<String>,
+    pub templates: Vec<Template>,
+    /// What cleaning dropped from the lists as given.
+    pub dropped: Vec<Dropped>,
+}
+
+impl LabelSet {
+    /// Cleans both lists; errors if no label or no template is left, or a template has no `{}`.
+    pub fn new(labels: &[String], templates: &[String]) -> Result<Self, Error> {
+        let labels = clean_list("label", labels);
+        let template_texts = clean_list("template", templates);
+        if labels.kept.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        if template_texts.kept.is_empty() {
+            return Err(Error::NoTemplates);
+        }
+        let templates = template_texts.kept.iter().map(|t| Template::new(t)).collect::<Result<Vec<_>, _>>()?;
+        let mut dropped = labels.dropped;
+        dropped.extend(template_texts.dropped);
+        Ok(Self { labels: labels.kept, templates, dropped })
+    }
+
+    /// Every prompt, label-major (`labels[0]` with every template, then `labels[1]`, …).
+    pub fn prompts(&self) -> Vec<String> {
+        self.labels.iter().flat_map(|l| self.templates.iter().map(move |t| t.apply(l))).collect()
+    }
+
+    pub fn template_texts(&self) -> Vec<String> {
+        self.templates.iter().map(|t| t.as_str().to_string()).collect()
+    }
+}
+
+/// What `Session::set_labels` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelUpdate {
+    /// The labels now in use, in order: predictions and adapters refer to these.
+    pub labels: Vec<String>,
+    /// What cleaning left out, and why.
+    pub dropped: Vec<Dropped>,
+    /// The prompts that had to be encoded (not in the cache before), e.g. to store.
+    pub encoded: Vec<String>,
+}
+
+/// How an adapter is made from labelled photos (see `adapter`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdapterSettings {
+    pub alpha: f32,
+    pub beta: f32,
+    /// Train a linear probe with this share of the text logits.
+    pub probe_blend: Option<f32>,
+    /// Every label needs at least one photo (the CLI's folders); otherwise labels without
+    /// photos keep their zero-shot logit (the page, while the user labels photos).
+    pub every_label_needs_examples: bool,
+}
+
+/// What to search a gallery for.
+pub enum Query<'a> {
+    Text(&'a str),
+    /// An embedding of this model (e.g. of a photo); normalised here.
+    Embedding(&'a [f32]),
+}
+
+/// One image's outcome in a batch: its normalised embedding, or why it failed (alone).
+pub type ImageResult = Result<Vec<f32>, Error>;
+
+/// Images per forward pass when embedding a batch of files.
+pub const IMAGE_BATCH: usize = 8;
+
+/// A loaded model and the classification state built on it; see the module docs.
+pub struct Session {
+    model: ClipModel,
+    labels: Vec<String>,
+    templates: Vec<Template>,
+    /// The ensembled, normalised label embeddings, `[labels, dim]`.
+    label_embeds: Vec<f32>,
+    /// Prompt text → unnormalised prompt embedding, so editing one label re-encodes only it.
+    prompt_cache: HashMap<String, Vec<f32>>,
+    /// The few-shot adapter `classify` adds, when one is in use.
+    adapter: Option<Adapter>,
+}
+
+impl Session {
+    pub fn new(model: ClipModel) -> Self {
+        Self {
+            model,
+            labels: Vec::new(),
+            templates: Vec::new(),
+            label_embeds: Vec::new(),
+            prompt_cache: HashMap::new(),
+            adapter: None,
+        }
+    }
+
+    pub fn model(&self) -> &ClipModel {
+        &self.model
+    }
+
+    /// `fingerprint::model_id` of the weights: what galleries and adapters are made with.
+    pub fn model_id(&self) -> &str {
+        &self.model.id
+    }
+
+    /// The embedding size.
+    pub fn dim(&self) -> usize {
+        self.model.info.config.projection_dim
+    }
+
+    /// The labels in use (cleaned), in the order predictions and adapters refer to.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    /// The labels' ensembled, normalised text embeddings, `[labels, dim]`.
+    pub fn label_embeddings(&self) -> &[f32] {
+        &self.label_embeds
+    }
+
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
+    }
+
+    /// Switches to a checked label list; only prompts not seen before are encoded. An adapter
+    /// made for another list is dropped.
+    pub async fn set_labels(&mut self, set: LabelSet) -> Result<LabelUpdate, Error> {
+        let prompts = set.prompts();
+        let mut encoded: Vec<String> = Vec::new();
+        for p in &prompts {
+            if !self.prompt_cache.contains_key(p) && !encoded.contains(p) {
+                encoded.push(p.clone());
+            }
+        }
+        if !encoded.is_empty() {
+            let embeds = self.encode_texts(&encoded).await?;
+            for (prompt, e) in encoded.iter().zip(embeds.chunks_exact(self.dim())) {
+                self.prompt_cache.insert(prompt.clone(), e.to_vec());
+            }
+        }
+        let stacked: Vec<f32> = prompts.iter().flat_map(|p| self.prompt_cache[p].iter().copied()).collect();
+        self.label_embeds = ensemble_labels(&stacked, self.dim(), set.templates.len());
+        self.labels = set.labels;
+        self.templates = set.templates;
+        if self.adapter.as_ref().is_some_and(|a| a.labels != self.labels) {
+            self.adapter = None;
+        }
+        Ok(LabelUpdate { labels: self.labels.clone(), dropped: set.dropped, encoded })
+    }
+
+    /// `LabelSet::new` and `set_labels` in one step.
+    pub async fn set_label_list(&mut self, labels: &[String], templates: &[String]) -> Result<LabelUpdate, Error> {
+        self.set_labels(LabelSet::new(labels, templates)?).await
+    }
+
+    /// The cached (unnormalised) embeddings of `prompts`, concatenated, to store on the device.
+    pub fn prompt_embeddings(&self, prompts: &[String]) -> Result<Vec<f32>, Error> {
+        prompts
+            .iter()
+            .map(|p| self.prompt_cache.get(p).map(Vec::as_slice).ok_or_else(|| Error::PromptNotEncoded(p.clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|rows| rows.concat())
+    }
+
+    /// Fills the prompt cache with embeddings stored by an earlier visit (same model), so the
+    /// label list is ready without running the text encoder.
+    pub fn import_prompt_embeddings(&mut self, prompts: Vec<String>, embeds: &[f32]) -> Result<(), Error> {
+        let dim = self.dim();
+        if embeds.len() != prompts.len() * dim || embeds.iter().any(|v| !v.is_finite()) {
+            return Err(Error::StoredPromptEmbeddings { values: embeds.len(), prompts: prompts.len(), dim });
+        }
+        for (prompt, e) in prompts.into_iter().zip(embeds.chunks_exact(dim)) {
+            self.prompt_cache.insert(prompt, e.to_vec());
+        }
+        Ok(())
+    }
+
+    /// How many prompts have been encoded so far (the cache size).
+    pub fn encoded_prompts(&self) -> usize {
+        self.prompt_cache.len()
+    }
+
+    /// Unnormalised text embeddings, `[texts, dim]`.
+    async fn encode_texts(&self, texts: &[String]) -> Result<Vec<f32>, Error> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens = self.model.tokenize(&refs)?;
+        read_async(self.model.encode_tokens(&tokens).embeds).await
+    }
+
+    /// L2-normalised text embeddings, `[texts, dim]`.
+    pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<f32>, Error> {
+        let mut e = self.encode_texts(texts).await?;
+        normalize_rows(&mut e, self.dim());
+        Ok(e)
+    }
+
+    /// L2-normalised embeddings of preprocessed images (each `3·S·S`, channel-major), in one
+    /// forward pass, `[images, dim]`.
+    pub async fn embed_pixels(&self, images: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
+        let s = self.model.preprocess.image_size;
+        if let Some(bad) = images.iter().find(|p| p.len() != 3 * s * s) {
+            return Err(Error::PixelCount { expected: 3 * s * s, found: bad.len() });
+        }
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut e = read_async(self.model.encode_images(images).embeds).await?;
+        normalize_rows(&mut e, self.dim());
+        Ok(e)
+    }
+
+    /// The L2-normalised embedding of one image file's bytes.
+    pub async fn embed_image(&self, image: &[u8]) -> Result<Vec<f32>, Error> {
+        let pixels = self.model.pixels(image)?;
+        self.embed_pixels(&[pixels]).await
+    }
+
+    /// Embeds image files in batches of `IMAGE_BATCH`, in order. A file that cannot be decoded
+    /// fails alone (its own `Err`); the outer error is the backend failing. `progress(done,
+    /// total)` is called after each batch.
+    pub async fn embed_images(
+        &self,
+        images: &[Vec<u8>],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<ImageResult>, Error> {
+        let mut results = Vec::with_capacity(images.len());
+        for chunk in images.chunks(IMAGE_BATCH) {
+            let decoded: Vec<Result<Vec<f32>, Error>> = chunk.iter().map(|bytes| self.model.pixels(bytes)).collect();
+            let pixels: Vec<Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+            let embeds = self.embed_pixels(&pixels).await?;
+            let mut rows = embeds.chunks_exact(self.dim());
+            for d in decoded {
+                results.push(d.map(|_| rows.next().map(<[f32]>::to_vec).unwrap_or_default()));
+            }
+            progress(results.len(), images.len());
+        }
+        Ok(results)
+    }
+
+    /// Every label's logit and probability for one normalised image embedding, best first,
+    /// with the adapter's few-shot terms when one is in use.
+    pub fn classify_embedding(&self, image_embed: &[f32]) -> Result<Vec<Prediction>, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        if image_embed.len() != self.dim() {
+            return Err(Error::DimensionMismatch { what: "image embedding", expected: self.dim(), found: image_embed.len() });
+        }
+        let scale = self.model.logit_scale_exp();
+        match &self.adapter {
+            Some(adapter) => adapter.classify(image_embed, &self.label_embeds, scale),
+            None => Ok(predictions(&self.labels, &zero_shot_logits(image_embed, &self.label_embeds, scale))),
+        }
+    }
+
+    /// Classifies one image file's bytes: every label, best first.
+    pub async fn classify(&self, image: &[u8]) -> Result<Vec<Prediction>, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        let embed = self.embed_image(image).await?;
+        self.classify_embedding(&embed)
+    }
+
+    /// The `k` photos of `gallery` most like `query`, best first.
+    pub async fn search(&self, gallery: &Gallery, query: Query<'_>, k: usize) -> Result<Vec<Hit>, Error> {
+        let query = match query {
+            Query::Text(text) => self.embed_texts(&[text.to_string()]).await?,
+            Query::Embedding(e) => e.to_vec(),
+        };
+        gallery.search(&query, k)
+    }
+
+    /// A few-shot adapter for the current labels from labelled photos: `examples` their
+    /// embeddings (`n × dim`), `example_labels` indices into `labels()`.
+    pub fn make_adapter(
+        &self,
+        examples: &[f32],
+        example_labels: &[usize],
+        settings: AdapterSettings,
+    ) -> Result<Adapter, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        for value in [settings.alpha, settings.beta].into_iter().chain(settings.probe_blend) {
+            if !value.is_finite() {
+                return Err(Error::NotFinite { what: "adapter setting", value: value.to_string() });
+            }
+        }
+        let (labels, templates, dim) = (self.labels.clone(), self.template_texts(), self.dim());
+        let mut adapter = if settings.every_label_needs_examples {
+            Adapter::new(self.model_id(), labels, templates, dim, examples, example_labels)?
+        } else {
+            Adapter::with_some_classes(self.model_id(), labels, templates, dim, examples, example_labels)?
+        };
+        adapter.alpha = settings.alpha;
+        adapter.beta = settings.beta;
+        if let Some(blend) = settings.probe_blend {
+            adapter.train_probe(&self.label_embeds, self.model.logit_scale_exp(), blend, DEFAULT_PROBE_L2)?;
+        }
+        Ok(adapter)
+    }
+
+    fn template_texts(&self) -> Vec<String> {
+        self.templates.iter().map(|t| t.as_str().to_string()).collect()
+    }
+
+    /// Errors unless `adapter` was made with this model and for the current labels.
+    pub fn check_adapter(&self, adapter: &Adapter) -> Result<(), Error> {
+        adapter.check_model(self.model_id(), self.dim())?;
+        adapter.check_labels(&self.labels)
+    }
+
+    /// Leave-one-out accuracy of `adapter` on its own photos, zero-shot vs adapted.
+    pub fn leave_one_out(&self, adapter: &Adapter) -> Result<LeaveOneOut, Error> {
+        self.check_adapter(adapter)?;
+        adapter.leave_one_out(&self.label_embeds, self.model.logit_scale_exp())
+    }
+
+    /// Switches the adapter `classify` uses (checked against this model and the labels), or
+    /// back to zero-shot.
+    pub fn set_adapter(&mut self, adapter: Option<Adapter>) -> Result<(), Error> {
+        if let Some(a) = &adapter {
+            self.check_adapter(a)?;
+        }
+        self.adapter = adapter;
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+// Step 1: the model — its weights from the web address, a file on this device or one stored
+// earlier; the backend; the loading progress and status line; the models kept on the device.
+import { IntegrityError, isQuotaError } from './storage.js';
+
+const $ = (id) => document.getElementById(id);
+
+function setStatus(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+function formatBytes(n) {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`;
+}
+
+/**
+ * `call(type, payload, transfer)`: a request to the model worker. `settings` + `saveSettings()`:
+ * kept across visits. `onLoaded(modelId)`: a model was built (its labels and collection are set
+ * up for it; a failure there counts as the model not loading).
+ */
+export function createModelPanel({ device, call, settings, saveSettings, onLoaded }) {
+  let loaded = false;
+  let sha256InUse = null; // the file's SHA-256: the id it is stored (and its prompts kept) under
+
+  const params = new URLSearchParams(location.search);
+  const weightsUrl = params.get('weights') || 'models/model.safetensors';
+  $('weights-url').textContent = weightsUrl;
+  $('backend').value = settings.backend;
+  $('backend').addEventListener('change', () => { settings.backend = $('backend').value; saveSettings(); });
+
+  /** A progress report of the worker while it builds the model. */
+  function showProgress({ step, fraction }) {
+    const bar = $('load-progress');
+    bar.hidden = fraction >= 1;
+    bar.value = fraction;
+    if (fraction < 1) setStatus($('model-status'), `${step}…`);
+  }
+
+  /**
+   * Builds the model in the worker, which streams the file (a Blob: a File, a stored file, a
+   * download) into it. `sha256`: the hash it was stored under, checked while loading; without
+   * it the worker computes it. Returns the file's SHA-256 when it loaded, else null.
+   */
+  async function loadModel(weights, config, { name, sha256, id }) {
+    loaded = false;
+    sha256InUse = null;
+    setStatus($('model-status'), `Building the model from ${name}…`);
+    try {
+      const prompts = sha256 ? await device.getPrompts(sha256).catch(() => null) : null;
+      let answer;
+      try {
+        answer = await call('load', { weights, config, backend: $('backend').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+      } catch (e) {
+        // The stored file no longer is what was saved: it is of no use, so it goes.
+        if (id && e.kind === 'storage') {
+          await device.deleteModel(id).catch(() => {});
+          renderModels();
+          setStatus($('model-status'), new IntegrityError(name, 'its contents changed since it was saved').message, true);
+          return null;
+        }
+        throw e;
+      }
+      const { info, modelId, backend, reason, cpu } = answer;
+      if (!sha256) {
+        sha256 = answer.sha256;
+        const stored = await device.getPrompts(sha256).catch(() => null);
+        if (stored && stored.prompts.length) await call('prompts', { prompts: stored });
+      }
+      loaded = true;
+      sha256InUse = sha256;
+      const parameters = (info.parameters / 1e6).toFixed(1);
+      setStatus($('model-status'), `Loaded ${info.name}, ${parameters} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`}: ${reason}. Now check the labels and add photos.`);
+      await onLoaded(modelId);
+      renderModels();
+      return sha256;
+    } catch (e) {
+      setStatus($('model-status'), `This model could not be loaded: ${e.message}`, true);
+      return null;
+    }
+  }
+
+  /** A writer for the model file on the device, or null with the reason shown. */
+  async function openModelWriter() {
+    try {
+      return await device.modelWriter();
+    } catch (e) {
+      showSaveProblem(e);
+      return null;
+    }
+  }
+
+  function showSaveProblem(e) {
+    const why = isQuotaError(e)
+      ? 'there is not enough storage space on this device for it'
+      : `the browser refused (${e.message})`;
+    setStatus($('save-status'), `This model was not saved on the device: ${why}. It works until you close the page; free some space (delete models below) and load it again to keep it.`, true);
+  }
+
+  /** Commits a model file written while loading and remembers it for the next start. */
+  async function finishSave(writer, meta) {
+    try {
+      const saved = await writer.finish(meta);
+      await device.set('lastModel', saved.id);
+      const persistent = navigator.storage.persist ? await navigator.storage.persist() : false;
+      setStatus($('save-status'), `Saved on this device: it loads at the next start without a network. ${persistent
+        ? 'The browser keeps it until you delete it.'
+        : 'The browser may still clear it if the device runs low on space (it did not grant persistent storage; installing the app usually does).'}`);
+    } catch (e) {
+      await writer.abort();
+      showSaveProblem(e);
+    }
+    renderModels();
+  }
+
+  /** The download as a Blob, written to the device as it arrives; never one big buffer. */
+  async function readWithProgress(response, total, writer) {
+    const reader = response.body.getReader();
+    const bar = $('load-progress');
+    // Pieces are folded into a Blob every 16 MB (the browser keeps Blob data out of the page's
+    // memory, on disk when it is large).
+    let blob = new Blob([]);
+    let pending = [];
+    let pendingBytes = 0;
+    let received = 0;
+    bar.hidden = false;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      pending.push(value);
+      pendingBytes += value.length;
+      if (pendingBytes >= 16 << 20) {
+        blob = new Blob([blob, ...pending]);
+        pending = [];
+        pendingBytes = 0;
+      }
+      received += value.length;
+      if (writer.current) {
+        try {
+          await writer.current.write(value);
+        } catch (e) {
+          await writer.current.abort();
+          writer.current = null;
+          showSaveProblem(e);
+        }
+      }
+      if (total) bar.value = received / total;
+      setStatus($('model-status'), `Downloading weights: ${formatBytes(received)}${total ? ` of ${formatBytes(total)} (${Math.round((100 * received) / total)}%)` : ''}`);
+    }
+    bar.hidden = true;
+    return new Blob([blob, ...pending]);
+  }
+
+  $('weights-url-button').addEventListener('click', async () => {
+    setStatus($('save-status'), '');
+    const writer = { current: null };
+    try {
+      const response = await fetch(weightsUrl);
+      if (!response.ok) throw new Error(`${weightsUrl} answered ${response.status} ${response.statusText}`);
+      writer.current = await openModelWriter();
+      const weights = await readWithProgress(response, Number(response.headers.get('content-length')) || 0, writer);
+      let config;
+      // A pack (.fcpk) carries its config; a safetensors file may have one next to it.
+      for (const name of /\.fcpk$/i.test(weightsUrl) ? [] : ['open_clip_config.json', 'config.json']) {
+        const r = await fetch(new URL(name, new URL(weightsUrl, location.href))).catch(() => null);
+        if (r && r.ok) { config = await r.arrayBuffer(); break; }
+      }
+      await loadAndSave(weights, config, weightsUrl.split('/').pop(), writer.current);
+    } catch (e) {
+      if (writer.current) await writer.current.abort();
+      setStatus($('model-status'), `Could not download the weights: ${e.message}. Choose the file from this device instead.`, true);
+    }
+  });
+
+  /** Loads a model from a Blob and keeps it on the device when it loaded (a bad file is not kept). */
+  async function loadAndSave(weights, config, name, writer, file) {
+    setStatus($('model-status'), `Checking ${name}…`);
+    const size = weights.size;
+    // The worker gets its own copy of the config; the page keeps one to store.
+    const configCopy = config ? config.slice(0) : undefined;
+    const sha256 = await loadModel(weights, config, { name });
+    if (!sha256) {
+      if (writer) await writer.abort();
+      return;
+    }
+    if (file) writer = await openModelWriter();
+    if (!writer) return;
+    if (file) {
+      setStatus($('save-status'), `Saving ${name} on this device…`);
+      try {
+        const reader = file.stream().getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          await writer.write(value);
+        }
+      } catch (e) {
+        await writer.abort();
+        return showSaveProblem(e);
+      }
+    }
+    await finishSave(writer, { sha256, name, size, config: configCopy });
+  }
+
+  async function loadModelFiles(files) {
+    const weightsFile = files.find((f) => !f.name.endsWith('.json'));
+    const configFile = files.find((f) => f.name.endsWith('.json'));
+    if (!weightsFile) {
+      setStatus($('model-status'), 'Choose the .safetensors weights file (the config file alone is not enough).', true);
+      return;
+    }
+    setStatus($('save-status'), '');
+    setStatus($('model-status'), `Reading ${weightsFile.name} (${formatBytes(weightsFile.size)})…`);
+    const config = configFile ? await configFile.arrayBuffer() : undefined;
+    await loadAndSave(weightsFile, config, weightsFile.name, null, weightsFile);
+  }
+
+  async function loadFromDevice(id) {
+    setStatus($('save-status'), '');
+    setStatus($('model-status'), 'Loading the model stored on this device…');
+    try {
+      const { meta, weights, config } = await device.readModel(id);
+      await device.set('lastModel', id);
+      if (await loadModel(weights, config ? config.slice(0) : undefined, meta)) {
+        setStatus($('save-status'), `${meta.name} was loaded from this device (no network needed).`);
+      }
+    } catch (e) {
+      setStatus($('model-status'), e.message, true);
+      renderModels();
+    }
+  }
+
+  $('weights-file').addEventListener('change', (event) => {
+    loadModelFiles([...event.target.files]);
+    event.target.value = '';
+  });
+  // A model file can also be dropped anywhere on step 1 (a tablet with the weights on it).
+  const modelSection = $('model-section');
+  modelSection.addEventListener('dragover', (e) => { e.preventDefault(); modelSection.classList.add('over'); });
+  modelSection.addEventListener('dragleave', () => modelSection.classList.remove('over'));
+  modelSection.addEventListener('drop', (e) => {
+    e.preventDefault();
+    modelSection.classList.remove('over');
+    loadModelFiles([...e.dataTransfer.files]);
+  });
+
+  async function renderModels() {
+    const models = await device.listModels().catch(() => []);
+    const list = $('model-list');
+    list.replaceChildren();
+    for (const m of models) {
+      const li = document.createElement('li');
+      const name = document.createElement('span');
+      name.className = 'model-name';
+      name.textContent = m.name + (m.id === sha256InUse ? ' (in use)' : '');
+      const meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = `${formatBytes(m.size)}, saved ${new Date(m.savedAt).toLocaleDateString()}`;
+      const use = document.createElement('button');
+      use.type = 'button';
+      use.textContent = 'Use';
+      use.disabled = m.id === sha256InUse;
+      use.addEventListener('click', () => loadFromDevice(m.id));
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Delete';
+      remove.setAttribute('aria-label', `Delete ${m.name} from this device`);
+      remove.addEventListener('click', async () => {
+        if (!confirm(`Delete ${m.name} (${formatBytes(m.size)}) from this device?`)) return;
+        await device.deleteModel(m.id);
+        if ((await device.get('lastModel')) === m.id) await device.set('lastModel', null);
+        renderModels();
+      });
+      li.append(name, meta, use, remove);
+      list.append(li);
+    }
+    if (models.length === 0) {
+      const li = document.createElement('li');
+      li.textContent = device.reason ? 'Models cannot be kept in this browser.' : 'None yet: a model you load is kept here.';
+      list.append(li);
+    }
+    $('device-models').querySelector('summary').textContent = `Models on this device (${models.length})`;
+    const usage = await device.usage().catch(() => null);
+    const persisted = navigator.storage && navigator.storage.persisted ? await navigator.storage.persisted().catch(() => false) : false;
+    $('storage-usage').textContent = usage
+      ? `This app uses ${formatBytes(usage.usage)} of the ${formatBytes(usage.quota)} the browser allows it. ${persisted
+        ? 'Storage is persistent: the browser keeps it until you delete it.'
+        : 'Storage is not persistent: the browser may clear it when the device runs low on space.'}`
+      : '';
+  }
+
+  /** At start-up: the models on the device, and the one used last is loaded again. */
+  async function restore() {
+    renderModels();
+    const lastModel = await device.get('lastModel').catch(() => null);
+    if (lastModel) loadFromDevice(lastModel);
+  }
+
+  /** The classifier left a failing WebGPU for the CPU (`reason`: what went wrong). */
+  function showSwitchedToCpu(reason) {
+    setStatus($('model-status'), `WebGPU stopped working (${reason}); the model now runs on the CPU.`, true);
+  }
+
+  return {
+    showProgress,
+    restore,
+    showSwitchedToCpu,
+    /** Whether a model is built in the worker. */
+    isLoaded: () => loaded,
+    /** The SHA-256 of the model file in use (the id its data is kept under), or null. */
+    sha256: () => sha256InUse,
+  };
+}
