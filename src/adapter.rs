@@ -301,6 +301,13 @@ impl Adapter {
                 return Err(invalid(format!("the probe's weights are not {classes} rows of {dim} values")));
             }
         }
+        let finite = |v: &f32| v.is_finite();
+        let probe_finite = a.probe.as_ref().is_none_or(|p| {
+            [p.blend, p.l2].iter().all(finite) && p.weights.iter().flatten().all(finite)
+        });
+        if ![a.alpha, a.beta].iter().all(finite) || !a.keys.iter().flatten().all(finite) || !probe_finite {
+            return Err(invalid("it holds a number that is not finite (NaN or infinity)".into()));
+        }
         if a.keys.is_empty() {
             return Err(Error::NoExamples);
         }

@@ -59,6 +59,11 @@ pub enum Error {
     LabelIndex { index: usize, labels: usize },
     #[error("The {what} must be a finite number, not {value}.")]
     NotFinite { what: &'static str, value: String },
+    #[error(
+        "A prompt starting `{start}…` would be {chars} characters long; the limit is {limit} (CLIP reads \
+         only its first 77 tokens). Shorten the label or the template."
+    )]
+    PromptTooLong { start: String, chars: usize, limit: usize },
 }
 
 /// What kind of failure an `Error` is: the page decides on this (a device error moves the model
@@ -114,7 +119,8 @@ impl Error {
             | Error::PixelCount { .. }
             | Error::RowCount { .. }
             | Error::LabelIndex { .. }
-            | Error::NotFinite { .. } => ErrorKind::Input,
+            | Error::NotFinite { .. }
+            | Error::PromptTooLong { .. } => ErrorKind::Input,
         }
     }
 }

@@ -23,7 +23,17 @@ pub enum ImageError {
     Corrupt(String),
     #[error("The image has no pixels.")]
     Empty,
+    #[error(
+        "The image is {width}×{height} pixels: a strip this long and thin would be {resized_megapixels:.0} \
+         megapixels once its short side is scaled to the model's size (the limit is 16). Crop it first."
+    )]
+    TooElongated { width: u32, height: u32, resized_megapixels: f64 },
 }
+
+/// Most pixels an image may have after its shortest side is scaled to the model's size (a
+/// 224-px model: up to a 1 : 320 strip). Without it a thin strip under `MAX_PIXELS` would be
+/// resized to gigabytes.
+pub const MAX_RESIZED_PIXELS: u64 = 16_000_000;
 
 /// Which reference pipeline to reproduce. They differ in two details that matter at small sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,18 +117,23 @@ fn map_image_error(e: image::ImageError) -> ImageError {
 
 /// Decodes and preprocesses one image into `3·S·S` floats (channel-major).
 pub fn preprocess(bytes: &[u8], config: &PreprocessConfig) -> Result<Vec<f32>, ImageError> {
-    Ok(preprocess_image(&decode(bytes)?, config))
+    preprocess_image(&decode(bytes)?, config)
 }
 
-pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Vec<f32> {
+pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Result<Vec<f32>, ImageError> {
     let size = config.image_size as u32;
     let (w, h) = (image.width(), image.height());
-    // Shortest side to `size`, the other scaled and truncated, as both references do.
-    let (new_w, new_h) = if w <= h {
-        (size, ((size as u64 * h as u64) / w as u64).max(1) as u32)
-    } else {
-        (((size as u64 * w as u64) / h as u64).max(1) as u32, size)
-    };
+    if w == 0 || h == 0 {
+        return Err(ImageError::Empty);
+    }
+    // Shortest side to `size`, the other scaled and truncated, as both references do; in u64,
+    // and bounded before anything is allocated.
+    let long = |long: u32, short: u32| ((size as u64 * long as u64) / short as u64).max(size as u64);
+    let (new_w, new_h) = if w <= h { (size as u64, long(h, w)) } else { (long(w, h), size as u64) };
+    if new_w * new_h > MAX_RESIZED_PIXELS {
+        return Err(ImageError::TooElongated { width: w, height: h, resized_megapixels: (new_w * new_h) as f64 / 1e6 });
+    }
+    let (new_w, new_h) = (new_w as u32, new_h as u32);
     let has_alpha = image.color().has_alpha();
     let rgb: Vec<[u8; 3]> = match (config.pipeline, has_alpha) {
         (_, false) => {
@@ -158,7 +173,7 @@ pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Vec<
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// PIL's `alpha_composite` of a pixel over opaque white, with its integer rounding.

@@ -217,6 +217,10 @@ impl Index {
         if let Some(e) = index.entries.iter().find(|e| e.embedding.len() != index.dim) {
             return Err(invalid(format!("`{}` has {} values, not {}", e.name, e.embedding.len(), index.dim)));
         }
+        // 1e39 reads as infinity in f32: it would make every score `inf` or NaN.
+        if let Some(e) = index.entries.iter().find(|e| e.embedding.iter().any(|v| !v.is_finite())) {
+            return Err(invalid(format!("`{}` holds a value that is not a finite number", e.name)));
+        }
         Ok(index)
     }
 }

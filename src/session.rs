@@ -79,6 +79,10 @@ pub fn clean_list(what: &'static str, entries: &[String]) -> Cleaned {
     Cleaned { kept, dropped }
 }
 
+/// Longest prompt (label put into a template) accepted, in characters. CLIP reads 77 tokens;
+/// this is far beyond that, and bounds what a hostile list or adapter file can make us build.
+pub const MAX_PROMPT_CHARS: usize = 2_000;
+
 /// A label list and templates, cleaned and checked, ready for `Session::set_labels`. Made
 /// without a model, so a CLI can report mistakes before the slow model load.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +105,20 @@ impl LabelSet {
             return Err(Error::NoTemplates);
         }
         let templates = template_texts.kept.iter().map(|t| Template::new(t)).collect::<Result<Vec<_>, _>>()?;
+        // The longest prompt, computed without building it.
+        let longest_label = labels.kept.iter().max_by_key(|l| l.chars().count()).expect("not empty");
+        for template in &templates {
+            let slots = template.as_str().matches("{}").count();
+            let chars = template.as_str().chars().count() - 2 * slots + slots * longest_label.chars().count();
+            if chars > MAX_PROMPT_CHARS {
+                let start: String = if template.as_str().chars().count() > 2 * slots + 40 {
+                    template.as_str().chars().take(40).collect()
+                } else {
+                    longest_label.chars().take(40).collect()
+                };
+                return Err(Error::PromptTooLong { start, chars, limit: MAX_PROMPT_CHARS });
+            }
+        }
         let mut dropped = labels.dropped;
         dropped.extend(template_texts.dropped);
         Ok(Self { labels: labels.kept, templates, dropped })

@@ -243,6 +243,17 @@ fn errors_say_what_to_do() {
     assert!(e.to_string().contains("a key label is not one of the 2 labels"), "{e}");
     value["format"] = 9.into();
     assert!(Adapter::from_json(value.to_string().as_bytes()).unwrap_err().to_string().contains("its format is 9"));
+    // Non-finite numbers are refused where they enter (1e39 is infinity as f32; NaN is written
+    // as null, which does not read as a number at all).
+    let mut value: serde_json::Value = serde_json::from_str(&adapter.to_json()).unwrap();
+    value["beta"] = serde_json::json!(1e39);
+    let e = Adapter::from_json(value.to_string().as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("not finite"), "{e}");
+    value["beta"] = serde_json::Value::Null;
+    assert!(Adapter::from_json(value.to_string().as_bytes()).is_err());
+    // Sizes that do not fit are errors, not panics.
+    let e = Adapter::new("tiny", case.labels.clone(), vec![], dim, &only_rockets[1..], &[0, 1, 1, 1]).unwrap_err();
+    assert!(matches!(e, Error::RowCount { .. }), "{e:?}");
 }
 
 #[test]

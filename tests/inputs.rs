@@ -161,6 +161,27 @@ fn bad_images_give_clear_errors() {
     assert!(err.to_string().contains("50 megapixels"));
 }
 
+/// Long thin strips (under the pixel limit) used to wrap the resized size in u32 (a panic) or
+/// be resized to gigabytes; now they are refused before anything is resized. A panorama of a
+/// sane shape still works.
+#[test]
+fn long_thin_strips_are_refused_before_resizing() {
+    let config = PreprocessConfig::openai(224, Pipeline::HuggingFace);
+    let png = |w: u32, h: u32| {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageLuma8(image::GrayImage::new(w, h))
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    for (w, h) in [(1, 19_173_962), (1, 400_000), (100_000, 2)] {
+        let err = image_error(&png(w, h), &config);
+        assert!(matches!(err, ImageError::TooElongated { width, height, .. } if (width, height) == (w, h)), "{w}×{h}: {err:?}");
+        assert!(err.to_string().contains("Crop it first"), "{err}");
+    }
+    assert_eq!(preprocess::preprocess(&png(2_000, 200), &config).unwrap().len(), 3 * 224 * 224);
+}
+
 /// Rewrites the tiny model, tensor by tensor, through `edit` (None drops the tensor).
 fn rewrite(edit: impl Fn(&str, TensorView) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) -> Vec<u8> {
     let bytes = read("tiny/model.safetensors");
@@ -227,6 +248,62 @@ fn bad_weight_files_give_clear_errors() {
 
     let unrelated = rewrite(|name, v| name.starts_with("text_model").then(|| keep(v)).flatten());
     assert!(matches!(load_err(&unrelated), WeightsError::UnknownLayout(_)));
+}
+
+/// A header is untrusted: one declaring a terabyte tensor used to abort the process (the
+/// allocator), offsets near 2^64 to overflow; both are errors now, before anything big exists.
+#[test]
+fn headers_declaring_impossible_sizes_are_errors_not_aborts() {
+    let file = |json: &str| {
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        bytes.extend_from_slice(&[0; 64]);
+        bytes
+    };
+    let huge = file(r#"{"huge":{"dtype":"F32","shape":[1099511627776],"data_offsets":[0,4398046511104]}}"#);
+    let e = load_err(&huge);
+    assert!(matches!(e, WeightsError::Truncated { .. }), "{e:?}");
+    let end = u64::MAX - 100;
+    let wrapping = file(&format!(r#"{{"x":{{"dtype":"U8","shape":[{end}],"data_offsets":[0,{end}]}}}}"#));
+    let e = load_err(&wrapping);
+    assert!(matches!(e, WeightsError::NotSafetensors(_) | WeightsError::Truncated { .. }), "{e:?}");
+    // A header length of 2^32 + 10 is not read as 10 (as a cast to a 32-bit usize would).
+    let mut long = file(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#);
+    long[..8].copy_from_slice(&((1u64 << 32) + 10).to_le_bytes());
+    assert!(matches!(load_err(&long), WeightsError::NotSafetensors(_)));
+}
+
+/// Sizes that cannot work used to panic deep inside the tokenizer, burn's gather or cubecl's
+/// shape code; each is now refused at load, naming its tensor.
+#[test]
+fn impossible_dimensions_are_refused_naming_the_tensor() {
+    // The tiny model with `name` cut to its first `rows` rows.
+    let cut = |target: &'static str, rows: usize| {
+        rewrite(move |name, v| {
+            let (d, mut shape, data) = keep(v)?;
+            if name != target {
+                return Some((d, shape, data));
+            }
+            let row_bytes = data.len() / shape[0];
+            shape[0] = rows;
+            Some((d, shape, data[..rows * row_bytes].to_vec()))
+        })
+    };
+    for (name, rows, what) in [
+        ("text_model.embeddings.position_embedding.weight", 1, "a text context"),
+        ("text_model.embeddings.position_embedding.weight", 0, "a text context"),
+        ("text_model.embeddings.token_embedding.weight", 10, "a vocabulary"),
+        ("vision_model.embeddings.position_embedding.weight", 1, "image positions"),
+    ] {
+        let e = load_err(&cut(name, rows));
+        assert!(
+            matches!(&e, WeightsError::ImpossibleDimension { name: n, what: w, value, .. } if n == name && *w == what && *value == rows),
+            "{name} cut to {rows} rows: {e:?}"
+        );
+        assert!(e.to_string().starts_with(&format!("Tensor `{name}` gives the model {what} of {rows}")), "{e}");
+    }
+    let e = load_err(&cut("vision_model.encoder.layers.0.mlp.fc1.weight", 0));
+    assert!(matches!(&e, WeightsError::ImpossibleDimension { what: "an MLP width", .. }), "{e:?}");
 }
 
 /// f16 and bf16 checkpoints are upcast on load and give (nearly) the f32 model's embeddings.

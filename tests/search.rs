@@ -129,4 +129,9 @@ fn errors_say_what_to_do() {
     let ragged =
         r#"{"format": 1, "model": "m", "dim": 2, "entries": [{"name": "a.jpg", "sha256": "00", "embedding": [1]}]}"#;
     assert!(Index::from_json(ragged.as_bytes()).unwrap_err().to_string().contains("`a.jpg` has 1 values, not 2"));
+    // 1e39 is infinity as f32: it used to print `inf` scores.
+    let huge =
+        r#"{"format": 1, "model": "m", "dim": 2, "entries": [{"name": "a.jpg", "sha256": "00", "embedding": [1e39, 0]}]}"#;
+    let e = Index::from_json(huge.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("`a.jpg` holds a value that is not a finite number"), "{e}");
 }

@@ -10,7 +10,12 @@ function setStatus(el, text, isError = false) {
   el.classList.toggle('error', isError);
 }
 
-function csvField(s) {
+/**
+ * A CSV cell. One starting with `=`, `+`, `-`, `@` (or a tab / carriage return) would be run as
+ * a formula by a spreadsheet: it is kept as text with a leading `'` (OWASP's advice).
+ */
+function csvField(text) {
+  const s = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::model::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
+use crate::tokenizer::END_OF_TEXT;
 
 use super::layouts::{self, LayoutKeys, Projection, Tower, LAYOUTS};
 use super::{Layout, WeightsError};
@@ -71,7 +72,8 @@ pub(super) fn derive_config(source: &dyn Shapes, keys: &LayoutKeys, config: Opti
     }
     let (fc1, qkv_probe) = (keys.block.fc1.0, keys.layer_probe());
     let vision_layers = source.count_layers(&|i| keys.block_key(Tower::Vision, i, qkv_probe));
-    let vision_mlp = source.shape(&keys.block_key(Tower::Vision, 0, fc1))?[0];
+    let vision_fc1 = keys.block_key(Tower::Vision, 0, fc1);
+    let vision_mlp = dim(&source.shape(&vision_fc1)?, 0, &vision_fc1, 2)?;
 
     let tok_name = keys.token_embedding;
     let tok = source.shape(tok_name)?;
@@ -79,7 +81,8 @@ pub(super) fn derive_config(source: &dyn Shapes, keys: &LayoutKeys, config: Opti
     let tpos_name = keys.text_positions;
     let context_length = dim(&source.shape(tpos_name)?, 0, tpos_name, 2)?;
     let text_layers = source.count_layers(&|i| keys.block_key(Tower::Text, i, qkv_probe));
-    let text_mlp = source.shape(&keys.block_key(Tower::Text, 0, fc1))?[0];
+    let text_fc1 = keys.block_key(Tower::Text, 0, fc1);
+    let text_mlp = dim(&source.shape(&text_fc1)?, 0, &text_fc1, 2)?;
     let proj_name = keys.text_projection;
     let proj = source.shape(proj_name)?;
     let projection_dim = match keys.projection {
@@ -143,6 +146,43 @@ pub(super) fn derive_config(source: &dyn Shapes, keys: &LayoutKeys, config: Opti
                 "it is neither a Hugging Face CLIP config.json (vision_config/text_config) nor an open_clip_config.json (model_cfg)".into(),
             ));
         }
+    }
+    // Every derived size is checked here, with the tensor it came from, before any tensor is
+    // built from it: a hostile file must get a sentence, never a division by zero or an
+    // out-of-bounds gather deep in the backend.
+    let impossible = |name: &str, what: &'static str, value: usize, why: &str| WeightsError::ImpossibleDimension {
+        name: name.to_string(),
+        what,
+        value,
+        why: why.to_string(),
+    };
+    if patch_size == 0 || patch[3] != patch_size {
+        return Err(impossible(patch_name, "a patch size", patch_size, "patches must be square and at least 1 pixel"));
+    }
+    if grid == 0 {
+        return Err(impossible(vpos_name, "image positions", vision_positions, "it needs at least one patch besides the class token"));
+    }
+    for (name, what, value) in [
+        (patch_name, "a vision width", vision_width),
+        (tok_name, "a text width", text_width),
+        (vision_fc1.as_str(), "an MLP width", vision_mlp),
+        (text_fc1.as_str(), "an MLP width", text_mlp),
+        (proj_name, "an embedding size", projection_dim),
+    ] {
+        if value == 0 {
+            return Err(impossible(name, what, value, "it must be at least 1"));
+        }
+    }
+    if context_length < 3 {
+        return Err(impossible(tpos_name, "a text context", context_length, "a prompt needs at least its start, one token and its end"));
+    }
+    if vocab_size <= END_OF_TEXT as usize {
+        return Err(impossible(
+            tok_name,
+            "a vocabulary",
+            vocab_size,
+            "CLIP's tokenizer needs 49,408 token rows (its end-of-text token is number 49,407)",
+        ));
     }
     for (tower, width, heads) in [("vision", vision_width, vision_heads), ("text", text_width, text_heads)] {
         if heads == 0 || width % heads != 0 {

@@ -58,6 +58,8 @@ pub enum WeightsError {
     WrongRank { name: String, expected: usize, found: Vec<usize> },
     #[error("Tensor `{name}` is stored as {dtype}; only F32, F16 and BF16 weights are supported.")]
     UnsupportedDtype { name: String, dtype: String },
+    #[error("Tensor `{name}` gives the model {what} of {value}, which cannot work: {why}.")]
+    ImpossibleDimension { name: String, what: &'static str, value: usize, why: String },
     #[error("The config file cannot be used: {0}")]
     BadConfig(String),
     #[error("This model pack is damaged or from another version: {0}. Make it again with `fieldclip pack`.")]

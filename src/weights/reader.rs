@@ -14,6 +14,10 @@ use super::{LoadedWeights, WeightsError};
 
 /// Most bytes a safetensors header may take (the reference crate's limit).
 const MAX_HEADER: usize = 100_000_000;
+/// Most bytes reserved for one tensor before its bytes arrive: a header is untrusted, and one
+/// declaring a terabyte tensor must not make the allocator abort (the largest tensor of
+/// ViT-L/14 in f32 is 152 MB; bigger ones grow as their bytes come).
+const MAX_RESERVE: usize = 256 << 20;
 
 /// A safetensors file (a checkpoint or a model pack) read front to back in pieces of any
 /// size: a download as it arrives, a file read in chunks, or all of it at once. Each tensor's
@@ -84,7 +88,7 @@ impl WeightsReader {
 
     /// The whole file's size, once its header has been read.
     pub fn expected_size(&self) -> Option<usize> {
-        self.header.as_ref().map(|h| h.data_start + h.data_len)
+        self.header.as_ref().map(|h| h.data_start.saturating_add(h.data_len))
     }
 
     /// The next piece of the file. Fails as soon as the bytes show the file cannot be read.
@@ -102,7 +106,10 @@ impl WeightsReader {
             let Some(data_start) = header_end(&self.head)? else { return Ok(()) };
             let mut header = parse_header(&self.head[8..data_start])?;
             header.data_start = data_start;
-            let mut sampled = SampledDigest::new((data_start + header.data_len) as u64);
+            let total = data_start.checked_add(header.data_len).ok_or_else(|| {
+                WeightsError::NotSafetensors("its header describes more tensor data than a file can hold".into())
+            })?;
+            let mut sampled = SampledDigest::new(total as u64);
             sampled.update(&self.head);
             self.sampled = Some(sampled);
             // Empty tensors get no bytes: stored now.
@@ -129,7 +136,7 @@ impl WeightsReader {
                 None => {
                     let info = header.metadata.info(name).expect("a name from the header");
                     let size = info.data_offsets.1 - info.data_offsets.0;
-                    let stored = StoredTensor { dtype: info.dtype, shape: info.shape.clone(), bytes: Vec::with_capacity(size) };
+                    let stored = StoredTensor { dtype: info.dtype, shape: info.shape.clone(), bytes: Vec::with_capacity(size.min(MAX_RESERVE)) };
                     self.tensors.entry(name.clone()).or_insert(stored)
                 }
             };
@@ -192,7 +199,8 @@ fn header_end(head: &[u8]) -> Result<Option<usize>, WeightsError> {
         return Err(WeightsError::Onnx);
     }
     let length = u64::from_le_bytes(head[..8].try_into().unwrap());
-    if length as usize > MAX_HEADER || length < 2 {
+    // Compared as u64: on wasm32 a cast to usize would cut 2^32 + 10 down to 10.
+    if length > MAX_HEADER as u64 || length < 2 {
         return Err(WeightsError::NotSafetensors("its first 8 bytes are not a valid header length".into()));
     }
     if head[8] != b'{' {

@@ -42,12 +42,15 @@ pub struct ClassifyArgs {
     images: Vec<PathBuf>,
 }
 
-/// A CSV cell: quoted where needed.
-fn csv_field(s: &str) -> String {
+/// A CSV cell: quoted where needed. One starting with `=`, `+`, `-`, `@` (or a tab / carriage
+/// return) would be run as a formula by a spreadsheet: it is kept as text with a leading `'`
+/// (OWASP's advice).
+fn csv_field(text: &str) -> String {
+    let s = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
