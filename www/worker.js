@@ -104,7 +104,9 @@ async function create(backend, sha256Wanted = false) {
   }
   // Loading steps after reading: 40% → 100%.
   const building = (step, fraction) => progress(step, 0.4 + 0.6 * fraction);
-  classifier = await Classifier.fromStream(stream, source.config, backend, building);
+  const next = await Classifier.fromStream(stream, source.config, backend, building);
+  dropClassifier();
+  classifier = next;
   if (source.prompts) importPrompts(source.prompts);
   if (labels) await classifier.setLabels(labels.labels, labels.templates);
   if (adapter) {
@@ -115,6 +117,15 @@ async function create(backend, sha256Wanted = false) {
     }
   }
   return sha256;
+}
+
+/**
+ * Frees the model in use now (its WebAssembly memory: hundreds of MB), rather than leaving it to
+ * the garbage collector while the next one loads.
+ */
+function dropClassifier() {
+  try { classifier?.free(); } catch { /* already freed */ }
+  classifier = null;
 }
 
 /** Stored prompt embeddings that do not fit this model (kind 'storage') are dropped, not fatal. */
@@ -140,7 +151,7 @@ function storedPrompts(stored) {
 async function handle(msg) {
   switch (msg.type) {
     case 'load': {
-      classifier = null;
+      dropClassifier();
       labels = null;
       adapter = null;
       await useBuild(msg.backend);
@@ -167,6 +178,7 @@ async function handle(msg) {
       return { embedding: await classifier.embedTexts([msg.text]) };
     }
     case 'galleryReset':
+      gallery?.free();
       gallery = new GalleryIndex(msg.dim || classifier.embeddingSize);
       if (msg.matrix.length) gallery.add(msg.matrix);
       return { size: gallery.size };
