@@ -121,7 +121,7 @@ fn blank_and_repeated_labels_are_left_out_with_a_warning_and_scores_stay_on_thei
 fn csv_cells_that_look_like_formulas_are_kept_as_text() {
     let (weights, photo) = (path("tiny/model.safetensors"), path("images/chelsea.png"));
     let args = ["classify", "--weights", &weights, "--csv", "--label", "=HYPERLINK(\"x\")", "--label", "@SUM(A1)"];
-    let (code, stdout, stderr) = fieldclip(&[&args[..], &["--label", "-2+3", "--label", "oak", &photo]].concat());
+    let (code, stdout, stderr) = fieldclip(&[&args[..], &["--label=-2+3", "--label", "oak", &photo]].concat());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(",\"'=HYPERLINK(\"\"x\"\")\","), "{stdout}");
     assert!(stdout.contains(",'@SUM(A1),") && stdout.contains(",'-2+3,") && stdout.contains(",oak,"), "{stdout}");

@@ -148,9 +148,10 @@ fn adapters_belong_to_one_model_and_one_label_list() {
     let reference = adapter.classify(&floats(&expected["image_embeds"][0]), session.label_embeddings(), session.model().logit_scale_exp()).unwrap();
     assert_eq!(adapted, reference);
     // Label numbers off the list, sizes that do not fit, NaN settings: input errors, no panic.
-    let e = session.make_adapter(&examples, &[0, 2], settings).unwrap_err();
+    let some = AdapterSettings { every_label_needs_examples: false, ..settings };
+    let e = session.make_adapter(&examples, &[0, 2], some).unwrap_err();
     assert!(matches!(e, Error::LabelIndex { index: 2, labels: 2 }), "{e}");
-    let e = session.make_adapter(&examples[1..], &[0, 1], settings).unwrap_err();
+    let e = session.make_adapter(&examples[1..], &[0, 1], some).unwrap_err();
     assert!(matches!(e, Error::RowCount { .. }), "{e}");
     let e = session.make_adapter(&examples, &[0, 1], AdapterSettings { beta: f32::NAN, ..settings }).unwrap_err();
     assert!(matches!(e, Error::NotFinite { .. }), "{e}");
