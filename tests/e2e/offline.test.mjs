@@ -89,7 +89,9 @@ test('after one online visit, the page, model, lists and results come back offli
     await page.open(app);
     const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|failed/.test(t) && t;`, 'the stored model');
     assert.match(status, /Loaded ViT/, status);
-    assert.match(await page.run(text('save-status')), /loaded from this device/);
+    // The model status shows "Loaded" before the labels and collection are set up for it; the
+    // save status follows once that is done.
+    assert.match(await page.waitFor(`return document.getElementById('save-status').textContent;`, 'the save status'), /loaded from this device/);
     assert.match(await page.run(text('offline-status')), /offline/);
     assert.equal(await page.run(`return document.getElementById('labels').value;`), labels.join('\n'), 'the label list came back');
     await page.waitFor(`return /^12 labels ready/.test(document.getElementById('labels-status').textContent);`, 'labels');
