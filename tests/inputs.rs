@@ -306,6 +306,25 @@ fn impossible_dimensions_are_refused_naming_the_tensor() {
     assert!(matches!(&e, WeightsError::ImpossibleDimension { what: "an MLP width", .. }), "{e:?}");
 }
 
+/// A NaN or infinity in the weights would make every output NaN without a word: refused at
+/// load, naming the tensor.
+#[test]
+fn weights_holding_nan_or_infinity_are_refused_naming_the_tensor() {
+    for bad in [f32::NAN, f32::INFINITY] {
+        let poisoned = rewrite(|name, v| {
+            let (d, s, mut data) = keep(v)?;
+            if name == "text_model.encoder.layers.0.mlp.fc1.weight" {
+                assert_eq!(d, Dtype::F32);
+                data[8..12].copy_from_slice(&bad.to_le_bytes());
+            }
+            Some((d, s, data))
+        });
+        let e = load_err(&poisoned);
+        assert!(matches!(&e, WeightsError::NotFinite(name) if name == "text_model.encoder.layers.0.mlp.fc1.weight"), "{e:?}");
+        assert!(e.to_string().contains("NaN or infinite"), "{e}");
+    }
+}
+
 /// f16 and bf16 checkpoints are upcast on load and give (nearly) the f32 model's embeddings.
 #[test]
 fn half_precision_weights_load() {

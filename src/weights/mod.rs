@@ -60,6 +60,8 @@ pub enum WeightsError {
     UnsupportedDtype { name: String, dtype: String },
     #[error("Tensor `{name}` gives the model {what} of {value}, which cannot work: {why}.")]
     ImpossibleDimension { name: String, what: &'static str, value: usize, why: String },
+    #[error("Tensor `{0}` holds NaN or infinite values: the file is damaged, or was saved from a model whose training diverged.")]
+    NotFinite(String),
     #[error("The config file cannot be used: {0}")]
     BadConfig(String),
     #[error("This model pack is damaged or from another version: {0}. Make it again with `fieldclip pack`.")]

@@ -237,11 +237,17 @@ pub(crate) fn to_f32(name: &str, view: &TensorView) -> Result<Vec<f32>, WeightsE
     bytes_to_f32(name, view.dtype(), view.data())
 }
 
+/// A tensor's values as f32. A NaN or infinite value is refused here, naming the tensor: it
+/// would make every output NaN (or every probability 0) without a word.
 pub(super) fn bytes_to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, WeightsError> {
-    Ok(match dtype {
+    let values: Vec<f32> = match dtype {
         Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
         other => return Err(WeightsError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
-    })
+    };
+    if !values.iter().all(|v| v.is_finite()) {
+        return Err(WeightsError::NotFinite(name.to_string()));
+    }
+    Ok(values)
 }
