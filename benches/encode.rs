@@ -193,11 +193,11 @@ fn main() {
     let tokens = model.tokenize(&PROMPTS).unwrap();
 
     let ours = [
-        ("image embed, batch 1", median_ms(|| drop(read(model.encode_images(&pixels[..1]).embeds).unwrap()))),
-        ("image embed, batch 8", median_ms(|| drop(read(model.encode_images(&pixels).embeds).unwrap()))),
-        ("30 prompts, cut to longest end-of-text", median_ms(|| drop(read(model.encode_tokens(&tokens).embeds).unwrap()))),
+        ("image embed, batch 1", median_ms(|| drop(read(model.encode_images(&pixels[..1]).unwrap().embeds).unwrap()))),
+        ("image embed, batch 8", median_ms(|| drop(read(model.encode_images(&pixels).unwrap().embeds).unwrap()))),
+        ("30 prompts, cut to longest end-of-text", median_ms(|| drop(read(model.encode_tokens(&tokens).unwrap().embeds).unwrap()))),
     ];
-    let padded = median_ms(|| drop(read(model.encode_tokens_padded(&tokens).embeds).unwrap()));
+    let padded = median_ms(|| drop(read(model.encode_tokens_padded(&tokens).unwrap().embeds).unwrap()));
     let longest = tokens.iter().map(|t| t.eot_index + 1).max().unwrap();
 
     let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids.clone()).collect();

@@ -14,6 +14,9 @@ WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
 
 echo "== page end to end"
 bash scripts/build-web.sh
+# The hostile corpus (tests/hostile/corpus.rs) for tests/e2e/corpus.test.mjs.
+export FIELDCLIP_HOSTILE_CORPUS="$CARGO_TARGET_DIR/tmp/hostile-page-corpus"
+cargo run --quiet --example hostile_corpus -- "$FIELDCLIP_HOSTILE_CORPUS"
 # Never hangs CI: each test file has 10 minutes, the whole run 25 (every WebDriver and HTTP call
 # in the tests has its own timeout, and the browser is killed when a test ends).
 timeout --kill-after=30 1500 node --test --test-timeout=600000 tests/e2e/

@@ -104,12 +104,18 @@ impl ClipModel {
         Ok(preprocess::preprocess(image_bytes, &self.preprocess)?)
     }
 
-    /// Runs the vision tower on preprocessed images (each `3·S·S`).
-    pub fn encode_images(&self, pixels: &[Vec<f32>]) -> VisionOutput {
+    /// Runs the vision tower on preprocessed images (each `3·S·S`; at least one).
+    pub fn encode_images(&self, pixels: &[Vec<f32>]) -> Result<VisionOutput, Error> {
         let s = self.preprocess.image_size;
+        if pixels.is_empty() {
+            return Err(crate::model::ModelInputError::EmptyBatch.into());
+        }
+        if let Some(bad) = pixels.iter().find(|p| p.len() != 3 * s * s) {
+            return Err(Error::PixelCount { expected: 3 * s * s, found: bad.len() });
+        }
         let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
         let input = Tensor::<4>::from_data(TensorData::new(flat, [pixels.len(), 3, s, s]), &self.device);
-        self.model.vision.forward(input)
+        Ok(self.model.vision.forward(input)?)
     }
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, Error> {
@@ -118,18 +124,20 @@ impl ClipModel {
 
     /// Runs the text tower. The batch is cut to its longest end-of-text token instead of the
     /// padded context (exact: attention is causal and each row is pooled at its end-of-text).
-    pub fn encode_tokens(&self, tokens: &[Tokens]) -> TextOutput {
+    pub fn encode_tokens(&self, tokens: &[Tokens]) -> Result<TextOutput, Error> {
         let len = tokens.iter().map(|t| t.eot_index + 1).max().unwrap_or(1);
-        let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids[..len].to_vec()).collect();
+        let short = crate::model::ModelInputError::TokenShape { rows: tokens.len(), context: self.model.text.context_length() };
+        let ids: Vec<Vec<u32>> =
+            tokens.iter().map(|t| t.ids.get(..len).map(<[u32]>::to_vec)).collect::<Option<_>>().ok_or(short)?;
         let eot: Vec<usize> = tokens.iter().map(|t| t.eot_index).collect();
-        self.model.text.forward(&ids, &eot)
+        Ok(self.model.text.forward(&ids, &eot)?)
     }
 
     /// Like `encode_tokens` but always over the full padded context (for measuring the gain).
-    pub fn encode_tokens_padded(&self, tokens: &[Tokens]) -> TextOutput {
+    pub fn encode_tokens_padded(&self, tokens: &[Tokens]) -> Result<TextOutput, Error> {
         let ids: Vec<Vec<u32>> = tokens.iter().map(|t| t.ids.clone()).collect();
         let eot: Vec<usize> = tokens.iter().map(|t| t.eot_index).collect();
-        self.model.text.forward(&ids, &eot)
+        Ok(self.model.text.forward(&ids, &eot)?)
     }
 }
 

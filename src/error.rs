@@ -13,6 +13,8 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    #[error("{0}")]
+    ModelInput(#[from] crate::model::ModelInputError),
     #[error("The label list is empty: add at least one label.")]
     NoLabels,
     #[error("The prompt template `{0}` has no `{{}}` where the label goes.")]
@@ -64,6 +66,10 @@ pub enum Error {
          only its first 77 tokens). Shorten the label or the template."
     )]
     PromptTooLong { start: String, chars: usize, limit: usize },
+    #[error("The adapter check has {parts} parts; there is no part {part}.")]
+    CheckPart { part: usize, parts: usize },
+    #[error("There is no text to embed: give at least one.")]
+    NoTexts,
 }
 
 /// What kind of failure an `Error` is: the page decides on this (a device error moves the model
@@ -120,7 +126,10 @@ impl Error {
             | Error::RowCount { .. }
             | Error::LabelIndex { .. }
             | Error::NotFinite { .. }
-            | Error::PromptTooLong { .. } => ErrorKind::Input,
+            | Error::PromptTooLong { .. }
+            | Error::CheckPart { .. }
+            | Error::NoTexts
+            | Error::ModelInput(_) => ErrorKind::Input,
         }
     }
 }

@@ -169,6 +169,8 @@ pub type ImageResult = Result<Vec<f32>, Error>;
 
 /// Images per forward pass when embedding a batch of files.
 pub const IMAGE_BATCH: usize = 8;
+/// Prompts encoded per forward pass (a long label list goes through in pieces).
+pub const TEXT_BATCH: usize = 64;
 
 /// A loaded model and the classification state built on it; see the module docs.
 pub struct Session {
@@ -287,32 +289,31 @@ impl Session {
 
     /// Unnormalised text embeddings, `[texts, dim]`.
     async fn encode_texts(&self, texts: &[String]) -> Result<Vec<f32>, Error> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
+        // A batch at a time: 5,000 labels in one forward pass would hold gigabytes of
+        // activations (ViT-B/32: ~1 GB per attention map).
+        let mut embeds = Vec::with_capacity(texts.len() * self.dim());
+        for chunk in texts.chunks(TEXT_BATCH) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let tokens = self.model.tokenize(&refs)?;
+            embeds.extend(read_async(self.model.encode_tokens(&tokens)?.embeds).await?);
         }
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let tokens = self.model.tokenize(&refs)?;
-        read_async(self.model.encode_tokens(&tokens).embeds).await
+        Ok(embeds)
     }
 
-    /// L2-normalised text embeddings, `[texts, dim]`.
+    /// L2-normalised text embeddings, `[texts, dim]`; at least one text.
     pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<f32>, Error> {
+        if texts.is_empty() {
+            return Err(Error::NoTexts);
+        }
         let mut e = self.encode_texts(texts).await?;
         normalize_rows(&mut e, self.dim());
         Ok(e)
     }
 
-    /// L2-normalised embeddings of preprocessed images (each `3·S·S`, channel-major), in one
-    /// forward pass, `[images, dim]`.
+    /// L2-normalised embeddings of preprocessed images (each `3·S·S`, channel-major; at least
+    /// one), in one forward pass, `[images, dim]`.
     pub async fn embed_pixels(&self, images: &[Vec<f32>]) -> Result<Vec<f32>, Error> {
-        let s = self.model.preprocess.image_size;
-        if let Some(bad) = images.iter().find(|p| p.len() != 3 * s * s) {
-            return Err(Error::PixelCount { expected: 3 * s * s, found: bad.len() });
-        }
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut e = read_async(self.model.encode_images(images).embeds).await?;
+        let mut e = read_async(self.model.encode_images(images)?.embeds).await?;
         normalize_rows(&mut e, self.dim());
         Ok(e)
     }
@@ -335,7 +336,7 @@ impl Session {
         for chunk in images.chunks(IMAGE_BATCH) {
             let decoded: Vec<Result<Vec<f32>, Error>> = chunk.iter().map(|bytes| self.model.pixels(bytes)).collect();
             let pixels: Vec<Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
-            let embeds = self.embed_pixels(&pixels).await?;
+            let embeds = if pixels.is_empty() { Vec::new() } else { self.embed_pixels(&pixels).await? };
             let mut rows = embeds.chunks_exact(self.dim());
             for d in decoded {
                 results.push(d.map(|_| rows.next().map(<[f32]>::to_vec).unwrap_or_default()));
@@ -423,6 +424,13 @@ impl Session {
     pub fn leave_one_out(&self, adapter: &Adapter) -> Result<LeaveOneOut, Error> {
         self.check_adapter(adapter)?;
         adapter.leave_one_out(&self.label_embeds, self.model.logit_scale_exp())
+    }
+
+    /// One part of `leave_one_out` (see `Adapter::leave_one_out_part`), so a caller can check
+    /// part by part and stop early.
+    pub fn leave_one_out_part(&self, adapter: &Adapter, part: usize) -> Result<LeaveOneOut, Error> {
+        self.check_adapter(adapter)?;
+        adapter.leave_one_out_part(&self.label_embeds, self.model.logit_scale_exp(), part)
     }
 
     /// Switches the adapter `classify` uses (checked against this model and the labels), or

@@ -353,6 +353,26 @@ impl Classifier {
         })
     }
 
+    /// In how many parts `checkAdapterPart` checks this adapter file (1 to 10).
+    #[wasm_bindgen(js_name = adapterCheckParts)]
+    pub fn adapter_check_parts(&self, json: &str) -> Result<usize, JsValue> {
+        Ok(Adapter::from_json(json.as_bytes()).map_err(js_error)?.check_parts())
+    }
+
+    /// `checkAdapter` for one part's held-out photos: the parts' counts add up to the whole
+    /// check. The page checks part by part so that a newer edit can stop a long check.
+    #[wasm_bindgen(js_name = checkAdapterPart)]
+    pub fn check_adapter_part(&self, json: &str, part: usize) -> Result<JsValue, JsValue> {
+        let adapter = Adapter::from_json(json.as_bytes()).map_err(js_error)?;
+        let check = self.session.leave_one_out_part(&adapter, part).map_err(js_error)?;
+        to_js(&AdapterCheck {
+            examples: check.examples,
+            zero_shot_correct: check.zero_shot_correct,
+            adapted_correct: check.adapted_correct,
+            classes_without_examples: adapter.classes_without_examples(),
+        })
+    }
+
     /// Switches the adapter `classify` uses: an adapter file, or nothing for zero-shot.
     #[wasm_bindgen(js_name = setAdapter)]
     pub fn set_adapter(&mut self, json: Option<String>) -> Result<(), JsValue> {

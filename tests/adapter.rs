@@ -288,3 +288,40 @@ fn labels_without_photos_keep_their_zero_shot_logit() {
     let e = Adapter::with_some_classes("tiny", labels, vec![], dim, &[], &[]).unwrap_err();
     assert_eq!(e.to_string(), "No photo has a label yet: give a few photos a label from the list first.");
 }
+
+/// #19: the check comes in parts (so the page can stop it); the parts add up to the whole, and
+/// with a probe more than 10 photos are checked in 10 folds (10 trainings, not one per photo).
+#[test]
+fn the_check_in_parts_adds_up_and_a_probe_is_retrained_once_a_fold() {
+    let case = case();
+    let w = case.label_embeds();
+    // 8 photos, then each photo twice (16: more than MAX_CHECK_PARTS).
+    let eight = case.examples(&[]);
+    let sixteen: Vec<(Vec<f32>, usize)> = eight.iter().chain(&eight).cloned().collect();
+    for examples in [eight, sixteen] {
+        for probe in [false, true] {
+            let mut adapter = case.adapter(&examples);
+            if probe {
+                adapter.train_probe(&w, case.scale, DEFAULT_BLEND, DEFAULT_PROBE_L2).unwrap();
+            }
+            let parts = adapter.check_parts();
+            assert_eq!(parts, examples.len().min(fieldclip::adapter::MAX_CHECK_PARTS));
+            let whole = adapter.leave_one_out(&w, case.scale).unwrap();
+            let (mut n, mut zero_shot, mut adapted) = (0, 0, 0);
+            for part in 0..parts {
+                let p = adapter.leave_one_out_part(&w, case.scale, part).unwrap();
+                (n, zero_shot, adapted) = (n + p.examples, zero_shot + p.zero_shot_correct, adapted + p.adapted_correct);
+            }
+            assert_eq!((n, zero_shot, adapted), (whole.examples, whole.zero_shot_correct, whole.adapted_correct));
+            assert_eq!(n, examples.len());
+            assert!(matches!(adapter.leave_one_out_part(&w, case.scale, parts), Err(Error::CheckPart { .. })));
+        }
+    }
+    // Without a probe it is exact leave-one-out: each photo against the cache of the others
+    // (the reference computes it directly).
+    let examples = case.examples(&[]);
+    let adapter = case.adapter(&examples);
+    let (zero_shot, adapted) = tip_adapter_leave_one_out(&examples, &case.label_embeds, case.scale, DEFAULT_ALPHA, DEFAULT_BETA);
+    let loo = adapter.leave_one_out(&w, case.scale).unwrap();
+    assert_eq!((loo.zero_shot_correct, loo.adapted_correct), (zero_shot, adapted));
+}

@@ -342,7 +342,7 @@ fn half_precision_weights_load() {
         });
         let model = ClipModel::from_bytes(&bytes, Some(&read("tiny/config.json")), &Device::flex()).unwrap();
         assert_eq!(model.info.dtypes, vec![format!("{dtype:?}")]);
-        let mut got = fieldclip::clip::read(model.encode_images(&[pixels.clone()]).embeds).unwrap();
+        let mut got = fieldclip::clip::read(model.encode_images(&[pixels.clone()]).unwrap().embeds).unwrap();
         fieldclip::clip::normalize_rows(&mut got, 32);
         let cos = cosine(&got, &want);
         eprintln!("{dtype:?}: cosine to f32 reference {cos}");
@@ -499,9 +499,9 @@ fn vit_b32_b16_and_l14_shapes_load_and_run() {
         assert_eq!((c.vision.transformer.heads, c.text.transformer.heads), heads, "{name}");
         assert_eq!(model.preprocess.image_size, 224);
         let pixels = model.pixels(&read("images/coffee.jpg")).unwrap();
-        let image = fieldclip::clip::read(model.encode_images(&[pixels]).embeds).unwrap();
+        let image = fieldclip::clip::read(model.encode_images(&[pixels]).unwrap().embeds).unwrap();
         let tokens = model.tokenize(&["a photo of a fern."]).unwrap();
-        let text = fieldclip::clip::read(model.encode_tokens(&tokens).embeds).unwrap();
+        let text = fieldclip::clip::read(model.encode_tokens(&tokens).unwrap().embeds).unwrap();
         assert_eq!((image.len(), text.len()), (proj, proj), "{name}");
         assert!(image.iter().chain(&text).all(|v| v.is_finite()), "{name}");
     }

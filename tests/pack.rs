@@ -20,8 +20,8 @@ fn embeddings(model: &ClipModel, expected: &Value) -> (Vec<f32>, Vec<f32>) {
     let pixels: Vec<Vec<f32>> =
         expected["images"].as_array().unwrap().iter().map(|i| npy_f32(&read(i["pixels_npy"].as_str().unwrap()))).collect();
     let texts: Vec<&str> = expected["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
-    let mut images = read_tensor(model.encode_images(&pixels).embeds).unwrap();
-    let mut text = read_tensor(model.encode_tokens(&model.tokenize(&texts).unwrap()).embeds).unwrap();
+    let mut images = read_tensor(model.encode_images(&pixels).unwrap().embeds).unwrap();
+    let mut text = read_tensor(model.encode_tokens(&model.tokenize(&texts).unwrap()).unwrap().embeds).unwrap();
     normalize_rows(&mut images, dim);
     normalize_rows(&mut text, dim);
     (images, text)

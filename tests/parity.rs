@@ -40,7 +40,7 @@ fn assert_rows_close(what: &str, got: &[f32], want: &[Vec<f32>], atol: f32) {
 /// normalised embeddings of both towers, logits and probabilities.
 fn check_against_expected(model: &ClipModel, expected: &Value, pixels: &[Vec<f32>]) {
     let dim = model.info.config.projection_dim;
-    let vision = model.encode_images(pixels);
+    let vision = model.encode_images(pixels).unwrap();
     let pooled = read_tensor(vision.pooled).unwrap();
     let embeds = read_tensor(vision.embeds).unwrap();
     assert_rows_close("image_pooled", &pooled, &rows(&expected["image_pooled"]), EMBED_ATOL);
@@ -57,7 +57,7 @@ fn check_against_expected(model: &ClipModel, expected: &Value, pixels: &[Vec<f32
         assert_eq!(t.ids, want, "ids of {:?}", p["text"]);
         assert_eq!(t.eot_index as u64, p["eot_index"].as_u64().unwrap());
     }
-    let text = model.encode_tokens(&tokens);
+    let text = model.encode_tokens(&tokens).unwrap();
     let text_pooled = read_tensor(text.pooled).unwrap();
     let text_embeds = read_tensor(text.embeds).unwrap();
     assert_rows_close("text_pooled", &text_pooled, &rows(&expected["text_pooled"]), EMBED_ATOL);
@@ -99,7 +99,7 @@ fn synthetic_pixels(size: usize) -> Vec<f32> {
 
 fn check_synthetic(model: &ClipModel, expected: &Value) {
     let s = &expected["synthetic_pixels"];
-    let out = model.encode_images(&[synthetic_pixels(model.preprocess.image_size)]);
+    let out = model.encode_images(&[synthetic_pixels(model.preprocess.image_size)]).unwrap();
     assert_rows_close("synthetic image_pooled", &read_tensor(out.pooled).unwrap(), &[floats(&s["image_pooled"])], EMBED_ATOL);
     assert_rows_close(
         "synthetic image_embeds_unnormalized",
@@ -116,7 +116,7 @@ fn check_from_files(model: &ClipModel, expected: &Value) {
     let files: Vec<Vec<u8>> =
         expected["images"].as_array().unwrap().iter().map(|i| read(i["file"].as_str().unwrap())).collect();
     let pixels: Vec<Vec<f32>> = files.iter().map(|b| model.pixels(b).unwrap()).collect();
-    let mut embeds = read_tensor(model.encode_images(&pixels).embeds).unwrap();
+    let mut embeds = read_tensor(model.encode_images(&pixels).unwrap().embeds).unwrap();
     normalize_rows(&mut embeds, dim);
     let want = rows(&expected["image_embeds"]);
     let text = rows(&expected["text_embeds"]);
@@ -168,8 +168,8 @@ fn tiny_open_clip_model_from_image_files() {
 fn text_cut_to_longest_eot_equals_padded() {
     let model = load(&read("tiny/model.safetensors"), &read("tiny/config.json"));
     let tokens = model.tokenize(&["a sunflower", "a photo of a leaf with brown spots, a type of plant."]).unwrap();
-    let cut = read_tensor(model.encode_tokens(&tokens).embeds).unwrap();
-    let padded = read_tensor(model.encode_tokens_padded(&tokens).embeds).unwrap();
+    let cut = read_tensor(model.encode_tokens(&tokens).unwrap().embeds).unwrap();
+    let padded = read_tensor(model.encode_tokens_padded(&tokens).unwrap().embeds).unwrap();
     assert!(max_abs_diff(&cut, &padded) < 1e-5, "{}", max_abs_diff(&cut, &padded));
 }
 

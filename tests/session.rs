@@ -176,3 +176,23 @@ fn errors_carry_their_kind() {
     assert_eq!(e.kind(), ErrorKind::Model, "{e}");
     assert_eq!(Error::Backend("device lost".into()).kind(), ErrorKind::Device);
 }
+
+/// #19: empty or malformed batches handed to the model are errors, not panics inside burn.
+#[test]
+fn empty_and_malformed_batches_are_errors() {
+    let session = session();
+    let model = session.model();
+    assert!(matches!(block_on(session.embed_texts(&[])), Err(Error::NoTexts)));
+    assert!(matches!(block_on(session.embed_pixels(&[])), Err(Error::ModelInput(_))));
+    assert!(matches!(model.encode_tokens(&[]), Err(Error::ModelInput(_))));
+    assert!(matches!(model.encode_images(&[]), Err(Error::ModelInput(_))));
+    assert!(matches!(model.encode_images(&[vec![0.0; 7]]), Err(Error::PixelCount { .. })));
+    let text = &model.model.text;
+    assert!(text.forward(&[], &[]).is_err());
+    assert!(text.forward(&[vec![49406, 49407]], &[2]).is_err(), "pooled position past the row");
+    assert!(text.forward(&[vec![49406, 49408]], &[1]).is_err(), "token id outside the vocabulary");
+    assert!(text.forward(&[vec![49406, 49407], vec![49406]], &[1, 0]).is_err(), "rows of different lengths");
+    assert!(text.forward(&[vec![0; 78]], &[77]).is_err(), "longer than the context");
+    // What is refused is a user's input, never the device's failure.
+    assert_eq!(Error::NoTexts.kind(), ErrorKind::Input);
+}

@@ -17,6 +17,11 @@ const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 const pending = new Map();
 let nextId = 1;
+// Counts the 'load' requests sent. The worker answers requests in the order they were sent, so
+// every request sent while this number stays the same is answered by the same model: a batch
+// notes it when it starts and stops (dropping what it just got) when it changes, so nothing made
+// by one model is kept under another model's collection or prompt embeddings.
+let modelGeneration = 0;
 
 /**
  * A request to the worker. It rejects with an Error whose message is for the user and whose
@@ -24,9 +29,11 @@ let nextId = 1;
  */
 function call(type, payload = {}, transfer = []) {
   const id = nextId++;
+  if (type === 'load') modelGeneration += 1;
   worker.postMessage({ id, type, ...payload }, transfer);
   return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
 }
+const currentModelGeneration = () => modelGeneration;
 worker.onmessage = ({ data }) => {
   if (data.progress) return model.showProgress(data.progress);
   const p = pending.get(data.id);
@@ -40,24 +47,27 @@ worker.onmessage = ({ data }) => {
 const device = await openDeviceStore();
 const settings = { backend: 'auto', threshold: 30, ...(await device.get('settings').catch(() => null)) };
 const saveSettings = () => device.set('settings', settings).catch(() => {});
+const { lists, problem: listsProblem } = await loadLists(device);
 
 // ---- The panels ----
 const model = createModelPanel({
   device,
   call,
+  modelGeneration: currentModelGeneration,
   settings,
   saveSettings,
-  /** A model was built: its labels are encoded, then its collection is opened. */
-  async onLoaded(modelId) {
+  /** A model was built (by the `generation`th load): its labels are encoded, then its collection is opened. */
+  async onLoaded(modelId, generation) {
     await labels.apply();
-    await gallery.setModel(modelId);
+    await gallery.setModel(modelId, generation);
   },
 });
 
 const labels = createLabelsPanel({
   device,
   call,
-  lists: await loadLists(device),
+  modelGeneration: currentModelGeneration,
+  lists,
   modelLoaded: () => model.isLoaded(),
   modelSha256: () => model.sha256(),
   onReady: () => gallery.refreshAdapter(),
@@ -66,6 +76,7 @@ const labels = createLabelsPanel({
 const gallery = createGallery({
   device,
   call,
+  modelGeneration: currentModelGeneration,
   activeLabels: () => labels.activeList(),
   settings,
   saveSettings,
@@ -80,6 +91,7 @@ const gallery = createGallery({
 const results = createResultsPanel({
   device,
   call,
+  modelGeneration: currentModelGeneration,
   settings,
   saveSettings,
   download,
@@ -89,12 +101,16 @@ const results = createResultsPanel({
 });
 
 // ---- Start-up: what is on the device, then the offline app shell ----
-if (device.reason) {
+const warnings = [];
+if (device.reason) warnings.push(`This browser does not let the page keep anything (${device.reason}; private browsing?). Everything works, but models, lists and results are gone when you close the page.`);
+if (listsProblem) warnings.push(listsProblem);
+const resultsProblem = await results.restore();
+if (resultsProblem) warnings.push(resultsProblem);
+if (warnings.length) {
   const warning = $('storage-warning');
   warning.hidden = false;
-  warning.textContent = `This browser does not let the page keep anything (${device.reason}; private browsing?). Everything works, but models, lists and results are gone when you close the page.`;
+  warning.textContent = warnings.join(' ');
 }
-await results.restore();
 await model.restore();
 
 function showOnline() {

@@ -2,6 +2,7 @@
 // making, deleting, importing and exporting lists, and handing the labels to the model worker,
 // which encodes only the prompts it has not seen (their embeddings are kept on the device).
 import { download, newId, parseImport, parseLines, saveLists } from './lists.js';
+import { readText } from './files.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,10 +14,11 @@ function setStatus(el, text, isError = false) {
 /**
  * `lists`: the saved lists (`loadLists` of www/lists.js). `call(type, payload, transfer)`: a
  * request to the model worker. `modelLoaded()`: whether a model is built; `modelSha256()`: the
- * id the prompt embeddings of the model in use are kept under. `onReady()`: the labels were
- * encoded (the few-shot adapter follows them).
+ * id the prompt embeddings of the model in use are kept under; `modelGeneration()`: changes
+ * when another model is asked for (www/app.js). `onReady()`: the labels were encoded (the
+ * few-shot adapter follows them).
  */
-export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha256, onReady }) {
+export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha256, modelGeneration, onReady }) {
   let ready = false;
 
   function activeList() {
@@ -54,9 +56,13 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     if (!modelLoaded()) return setStatus($('labels-status'), `${list.labels.length} labels. Load a model to use them.`);
     setStatus($('labels-status'), `Encoding ${list.labels.length} labels…`);
     try {
-      const { encodedPrompts, fresh, embeds } = await call('labels', { labels: list.labels, templates: list.templates });
+      const generation = modelGeneration();
       const sha256 = modelSha256();
-      if (fresh.length && sha256) device.putPrompts(sha256, fresh, embeds).catch(() => { /* kept in memory only */ });
+      const { encodedPrompts, fresh, embeds } = await call('labels', { labels: list.labels, templates: list.templates });
+      // Kept under the model that encoded them: not if another model was asked for meanwhile.
+      if (fresh.length && sha256 && generation === modelGeneration()) {
+        device.putPrompts(sha256, fresh, embeds).catch(() => { /* kept in memory only */ });
+      }
       if (version !== labelsVersion) return;
       ready = true;
       setStatus($('labels-status'), `${list.labels.length} labels ready (${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
@@ -100,7 +106,7 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     event.target.value = '';
     if (!file) return;
     try {
-      const list = parseImport(file.name, await file.text());
+      const list = parseImport(file.name, await readText(file, 'labels'));
       const id = newId(lists);
       lists.lists[id] = list;
       lists.active = id;

@@ -12,20 +12,81 @@ function seed() {
   return { active: 'plants', lists };
 }
 
-const valid = (lists) => lists && lists.lists && Object.keys(lists.lists).length && lists.lists[lists.active];
+/** What a JSON value is, in words, for a message: "a number", "null", "a list"… */
+function kindOfValue(value) {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'number') return 'a number';
+  if (typeof value === 'boolean') return `${value}`;
+  return `a ${typeof value}`;
+}
 
+/**
+ * Why `value` is not a list of text strings, as the end of a sentence ("its labels must be a
+ * list of text strings (item 3 is a number)."), or null when it is one. `what`: "labels",
+ * "templates". Item numbers count from 1.
+ */
+export function notStrings(value, what) {
+  if (!Array.isArray(value)) {
+    const why = value === undefined ? 'there are none' : typeof value === 'string' ? 'not a single string' : `not ${kindOfValue(value)}`;
+    return `its ${what} must be a list of text strings (${why}).`;
+  }
+  const i = value.findIndex((v) => typeof v !== 'string');
+  return i < 0 ? null : `its ${what} must be a list of text strings (item ${i + 1} is ${kindOfValue(value[i])}).`;
+}
+
+/** A stored list that the page can use: a name, and labels and templates that are text strings. */
+const usableList = (list) => Boolean(list) && typeof list === 'object' && typeof list.name === 'string'
+  && !notStrings(list.labels, 'labels') && !notStrings(list.templates, 'templates');
+
+/**
+ * The stored lists with every damaged one left out (its name, or id, added to `dropped`), or
+ * null when nothing usable is left. A damaged active list gives way to the first good one.
+ */
+function usableLists(stored, dropped) {
+  if (!stored || typeof stored !== 'object' || !stored.lists || typeof stored.lists !== 'object') return null;
+  const lists = {};
+  for (const [id, list] of Object.entries(stored.lists)) {
+    if (usableList(list)) lists[id] = list;
+    else dropped.push(typeof list?.name === 'string' ? list.name : id);
+  }
+  const ids = Object.keys(lists);
+  if (ids.length === 0) return null;
+  return { active: ids.includes(stored.active) ? stored.active : ids[0], lists };
+}
+
+/**
+ * The lists kept on the device (or, the first time, the presets). A damaged stored list (by an
+ * old version, another tab, a browser bug) never breaks the page: it is left out, and
+ * `problem` says so; the lists are `{ active, lists: { id: { name, labels, templates } } }`.
+ */
 export async function loadLists(device) {
+  const dropped = [];
+  let unreadable = false; // something is stored, but nothing of it is a usable list
+  const problem = () => {
+    if (dropped.length) {
+      const one = dropped.length === 1;
+      return `${one ? 'A label list' : `${dropped.length} label lists`} kept on this device could not be read and ${one ? 'was' : 'were'} left out (${dropped.map((n) => `"${n}"`).join(', ')}).`;
+    }
+    return unreadable ? 'The label lists kept on this device could not be read, so the preset lists are shown.' : null;
+  };
   try {
-    const lists = await device.get(KEY);
-    if (valid(lists)) return lists;
-    const legacy = JSON.parse(localStorage.getItem(LEGACY_KEY));
-    if (valid(legacy)) {
+    const stored = await device.get(KEY);
+    const lists = usableLists(stored, dropped);
+    if (lists) return { lists, problem: problem() };
+    unreadable ||= stored !== undefined && stored !== null;
+  } catch { /* fall through to the older place, then the presets */ }
+  try {
+    const legacy = usableLists(JSON.parse(localStorage.getItem(LEGACY_KEY)), dropped);
+    if (legacy) {
       await device.set(KEY, legacy);
       localStorage.removeItem(LEGACY_KEY);
-      return legacy;
+      return { lists: legacy, problem: problem() };
     }
   } catch { /* fall through to the presets */ }
-  return seed();
+  return { lists: seed(), problem: problem() };
 }
 
 /** Saves the lists; false when the device refused (full or unavailable). */
@@ -49,18 +110,27 @@ export function parseLines(text) {
   return [...new Set(text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean))];
 }
 
-/** A list from an imported file, or an Error saying why not. */
+/** A list from an imported file, or an Error saying why not (the lists are left as they are). */
 export function parseImport(fileName, text) {
   const base = fileName.replace(/\.(txt|json)$/i, '');
   if (/\.json$/i.test(fileName)) {
     let data;
     try { data = JSON.parse(text); } catch (e) { throw new Error(`${fileName} is not valid JSON (${e.message}).`); }
-    const labels = Array.isArray(data) ? data : data.labels;
-    if (!Array.isArray(labels) || labels.some((l) => typeof l !== 'string')) {
+    if (data === null || typeof data !== 'object') {
       throw new Error(`${fileName} must hold a list of label strings, or {"name", "labels": [...], "templates": [...]}.`);
     }
-    const templates = Array.isArray(data.templates) && data.templates.length ? data.templates.map(String) : ['a photo of a {}.'];
-    return { name: typeof data.name === 'string' ? data.name : base, labels: parseLines(labels.join('\n')), templates };
+    const labels = Array.isArray(data) ? data : data.labels;
+    const wrongLabels = notStrings(labels, 'labels');
+    if (wrongLabels) throw new Error(`${fileName}: ${wrongLabels}`);
+    const given = Array.isArray(data) ? undefined : data.templates;
+    const wrongTemplates = given === undefined ? null : notStrings(given, 'templates');
+    if (wrongTemplates) throw new Error(`${fileName}: ${wrongTemplates}`);
+    const templates = given && parseLines(given.join('\n'));
+    return {
+      name: typeof data.name === 'string' && data.name.trim() ? data.name.trim() : base,
+      labels: parseLines(labels.join('\n')),
+      templates: templates?.length ? templates : ['a photo of a {}.'],
+    };
   }
   return { name: base, labels: parseLines(text), templates: ['a photo of a {}.'] };
 }

@@ -14,13 +14,15 @@ function formatBytes(n) {
 }
 
 /**
- * `call(type, payload, transfer)`: a request to the model worker. `settings` + `saveSettings()`:
- * kept across visits. `onLoaded(modelId)`: a model was built (its labels and collection are set
- * up for it; a failure there counts as the model not loading).
+ * `call(type, payload, transfer)`: a request to the model worker; `modelGeneration()`: how many
+ * models have been asked for (www/app.js). `settings` + `saveSettings()`: kept across visits.
+ * `onLoaded(modelId, generation)`: a model was built by the `generation`th load (its labels and
+ * collection are set up for it; a failure there counts as the model not loading).
  */
-export function createModelPanel({ device, call, settings, saveSettings, onLoaded }) {
+export function createModelPanel({ device, call, modelGeneration, settings, saveSettings, onLoaded }) {
   let loaded = false;
   let sha256InUse = null; // the file's SHA-256: the id it is stored (and its prompts kept) under
+  let loads = 0; // loadModel calls so far: an older one still running gives way to the newest
 
   const params = new URLSearchParams(location.search);
   const weightsUrl = params.get('weights') || 'models/model.safetensors';
@@ -42,15 +44,23 @@ export function createModelPanel({ device, call, settings, saveSettings, onLoade
    * it the worker computes it. Returns the file's SHA-256 when it loaded, else null.
    */
   async function loadModel(weights, config, { name, sha256, id }) {
+    const mine = ++loads;
+    // Another model asked for after this one: that load reports, this one says nothing more.
+    const superseded = () => mine !== loads;
     loaded = false;
     sha256InUse = null;
     setStatus($('model-status'), `Building the model from ${name}…`);
     try {
       const prompts = sha256 ? await device.getPrompts(sha256).catch(() => null) : null;
+      if (superseded()) return null;
       let answer;
+      let generation; // which load this is (www/app.js counts them), for the collection
       try {
-        answer = await call('load', { weights, config, backend: $('backend').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+        const loading = call('load', { weights, config, backend: $('backend').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+        generation = modelGeneration();
+        answer = await loading;
       } catch (e) {
+        if (superseded()) return null;
         // The stored file no longer is what was saved: it is of no use, so it goes.
         if (id && e.kind === 'storage') {
           await device.deleteModel(id).catch(() => {});
@@ -60,20 +70,26 @@ export function createModelPanel({ device, call, settings, saveSettings, onLoade
         }
         throw e;
       }
+      if (superseded()) return null;
       const { info, modelId, backend, reason, cpu } = answer;
       if (!sha256) {
         sha256 = answer.sha256;
         const stored = await device.getPrompts(sha256).catch(() => null);
+        // This model's prompt embeddings must not reach a model loaded meanwhile.
+        if (superseded()) return null;
         if (stored && stored.prompts.length) await call('prompts', { prompts: stored });
+        if (superseded()) return null;
       }
       loaded = true;
       sha256InUse = sha256;
       const parameters = (info.parameters / 1e6).toFixed(1);
       setStatus($('model-status'), `Loaded ${info.name}, ${parameters} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`}: ${reason}. Now check the labels and add photos.`);
-      await onLoaded(modelId);
+      await onLoaded(modelId, generation);
+      if (superseded()) return null;
       renderModels();
       return sha256;
     } catch (e) {
+      if (superseded()) return null;
       setStatus($('model-status'), `This model could not be loaded: ${e.message}`, true);
       return null;
     }

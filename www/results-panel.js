@@ -2,6 +2,7 @@
 // for the model worker one at a time, a result card each (kept on the device with a thumbnail,
 // shown again at the next visit), the "not sure" threshold and the CSV export.
 import { thumbnail } from './gallery.js';
+import { readBytes } from './files.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,12 +20,18 @@ function csvField(text) {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** A result kept on the device that can be shown again (not damaged): predictions with text labels. */
+const usableResult = (r) => Boolean(r) && typeof r === 'object' && r.thumb instanceof Blob && typeof r.name === 'string'
+  && Array.isArray(r.predictions) && r.predictions.length > 0
+  && r.predictions.every((p) => p && typeof p.label === 'string' && Number.isFinite(p.probability));
+
 /**
- * `call(type, payload, transfer)`: a request to the model worker. `settings` + `saveSettings()`:
- * kept across visits. `modelLoaded()`: whether a model is built. `labels`: the labels panel
- * (`isReady()`, `apply()`). `onSwitchedToCpu(reason)`: WebGPU failed and the model moved to the CPU.
+ * `call(type, payload, transfer)`: a request to the model worker; `modelGeneration()`: changes
+ * each time another model is asked for (www/app.js). `settings` + `saveSettings()`: kept across
+ * visits. `modelLoaded()`: whether a model is built. `labels`: the labels panel (`isReady()`,
+ * `apply()`). `onSwitchedToCpu(reason)`: WebGPU failed and the model moved to the CPU.
  */
-export function createResultsPanel({ device, call, settings, saveSettings, download, modelLoaded, labels, onSwitchedToCpu }) {
+export function createResultsPanel({ device, call, modelGeneration, settings, saveSettings, download, modelLoaded, labels, onSwitchedToCpu }) {
   const results = []; // { file, predictions } per classified image, for the CSV export
   $('threshold').value = settings.threshold;
   $('threshold').addEventListener('change', () => { settings.threshold = Number($('threshold').value); saveSettings(); });
@@ -122,6 +129,10 @@ export function createResultsPanel({ device, call, settings, saveSettings, downl
     if (!modelLoaded()) return setStatus($('batch-status'), 'Load a model first (step 1).', true);
     if (!labels.isReady()) await labels.apply();
     if (!labels.isReady()) return setStatus($('batch-status'), 'Fix the label list first (step 2).', true);
+    // Every photo of the batch is classified by the model in use now: when another one is asked
+    // for, the rest of the batch stops (a photo already sent is answered by this model).
+    const generation = modelGeneration();
+    let modelChanged = false;
     const bar = $('batch-progress');
     bar.hidden = false;
     $('batch-cancel').hidden = false;
@@ -129,9 +140,10 @@ export function createResultsPanel({ device, call, settings, saveSettings, downl
     let done = 0;
     for (const file of files) {
       if (cancelled) break;
+      if (generation !== modelGeneration() || !modelLoaded()) { modelChanged = true; break; }
       const view = card(file, file.name);
       try {
-        const bytes = await file.arrayBuffer();
+        const bytes = await readBytes(file);
         const result = await call('classify', { bytes, topK: 5 }, [bytes]);
         if (result.switchedToCpu) onSwitchedToCpu(result.switchedToCpu);
         showPredictions(view, result, result.backend);
@@ -144,7 +156,8 @@ export function createResultsPanel({ device, call, settings, saveSettings, downl
       bar.value = done / files.length;
       setStatus($('batch-status'), `${done} of ${files.length} photos done.`);
     }
-    if (cancelled) setStatus($('batch-status'), `Cancelled after ${done} of ${files.length} photos.`);
+    if (modelChanged) setStatus($('batch-status'), `The model changed; the rest of this batch was not classified (${done} of ${files.length} photos were done).`, true);
+    else if (cancelled) setStatus($('batch-status'), `Cancelled after ${done} of ${files.length} photos.`);
     bar.hidden = true;
     $('batch-cancel').hidden = true;
     $('export-csv').disabled = $('clear-results').disabled = results.length === 0;
@@ -174,15 +187,22 @@ export function createResultsPanel({ device, call, settings, saveSettings, downl
     } catch { /* the result stays on the page for this visit */ }
   }
 
-  /** At start-up: the results kept on the device, as cards. */
+  /**
+   * At start-up: the results kept on the device, as cards. Returns a sentence when some could
+   * not be read (damaged): they are left out.
+   */
   async function restore() {
-    const stored = await device.getResults().catch(() => []);
+    const all = await device.getResults().catch(() => []);
+    const stored = Array.isArray(all) ? all.filter(usableResult) : [];
     for (const r of stored) {
       showPredictions(card(r.thumb, r.name), r, r.backend);
       results.push({ file: r.name, predictions: r.predictions });
     }
     $('export-csv').disabled = $('clear-results').disabled = results.length === 0;
     if (stored.length) setStatus($('batch-status'), `${stored.length} results from earlier are shown below.`);
+    const damaged = (Array.isArray(all) ? all.length : 0) - stored.length;
+    if (damaged === 0) return null;
+    return `${damaged === 1 ? 'A result' : `${damaged} results`} kept on this device could not be read and ${damaged === 1 ? 'was' : 'were'} left out (Clear results removes ${damaged === 1 ? 'it' : 'them'}).`;
   }
 
   return { restore, classifyFiles };

@@ -190,7 +190,9 @@ class DeviceStore {
       const dim = b.embeddings.length / b.names.length;
       return b.names.map((name, i) => {
         const sha256 = bytesToHex(b.sha256s.slice(32 * i, 32 * (i + 1)));
-        return { sha256, name, embedding: b.embeddings.slice(i * dim, (i + 1) * dim), label: labels.get(sha256) ?? null };
+        // A label that is not text (damaged) counts as none.
+        const label = labels.get(sha256);
+        return { sha256, name, embedding: b.embeddings.slice(i * dim, (i + 1) * dim), label: typeof label === 'string' && label ? label : null };
       });
     });
   }

@@ -18,6 +18,10 @@ let labels = null;
 let build = null;
 // Set when the threaded build could not start here: not tried again.
 let threadsUnavailable = false;
+// Bumped (in onmessage, as a request arrives, before it waits its turn) by every request that
+// makes an adapter check out of date: a running check sees it between its parts and stops.
+let adapterGeneration = 0;
+const ADAPTER_CHANGES = new Set(['useAdapter', 'makeAdapter', 'labels', 'load']);
 
 /**
  * Every error carries a `kind` (as the wasm module's do): 'input' (the user's photo, labels,
@@ -128,6 +132,26 @@ function dropClassifier() {
   classifier = null;
 }
 
+/**
+ * The adapter's leave-one-out check, part by part (the model's `adapterCheckParts`), the event
+ * loop free between parts so that a newer request can arrive; one that makes this check out of
+ * date (`adapterGeneration` moved on from `generation`) stops it with kind 'cancelled'.
+ */
+async function checkAdapterInParts(json, generation) {
+  const parts = classifier.adapterCheckParts(json);
+  const total = { examples: 0, zero_shot_correct: 0, adapted_correct: 0, classes_without_examples: 0 };
+  for (let part = 0; part < parts; part++) {
+    if (part > 0) await new Promise((r) => setTimeout(r, 0));
+    if (generation !== adapterGeneration) throw failure('cancelled', 'A newer change replaced this check.');
+    const check = classifier.checkAdapterPart(json, part);
+    total.examples += check.examples;
+    total.zero_shot_correct += check.zero_shot_correct;
+    total.adapted_correct += check.adapted_correct;
+    total.classes_without_examples = check.classes_without_examples;
+  }
+  return total;
+}
+
 /** Stored prompt embeddings that do not fit this model (kind 'storage') are dropped, not fatal. */
 function importPrompts(prompts) {
   try {
@@ -138,11 +162,15 @@ function importPrompts(prompts) {
   }
 }
 
-/** Stored prompt embeddings (one Float32Array a prompt) → one flat array, or null if none fit. */
+/**
+ * Stored prompt embeddings (one Float32Array a prompt) → one flat array, or null if none fit
+ * (or what was stored is damaged: then the prompts are simply encoded again).
+ */
 function storedPrompts(stored) {
-  if (!stored || stored.prompts.length === 0) return null;
-  const dim = stored.embeds[0].length;
-  if (stored.embeds.some((e) => e.length !== dim)) return null;
+  if (!stored || !Array.isArray(stored.prompts) || !Array.isArray(stored.embeds) || stored.prompts.length === 0) return null;
+  if (stored.embeds.length !== stored.prompts.length || stored.prompts.some((p) => typeof p !== 'string')) return null;
+  const dim = stored.embeds[0]?.length;
+  if (!dim || stored.embeds.some((e) => !(e instanceof Float32Array) || e.length !== dim)) return null;
   const embeds = new Float32Array(dim * stored.embeds.length);
   stored.embeds.forEach((e, i) => embeds.set(e, i * dim));
   return { prompts: stored.prompts, embeds };
@@ -192,10 +220,11 @@ async function handle(msg) {
       return { json: classifier.makeAdapter(msg.examples, msg.exampleLabels, msg.alpha, msg.beta, msg.probe) };
     case 'useAdapter': {
       need();
+      // Off while it is checked: a check that is stopped leaves none (the newer request sets it).
       adapter = null;
       classifier.setAdapter(undefined);
       if (!msg.json) return null;
-      const check = classifier.checkAdapter(msg.json);
+      const check = await checkAdapterInParts(msg.json, msg.adapterGeneration);
       if (msg.active) {
         classifier.setAdapter(msg.json);
         adapter = msg.json;
@@ -234,9 +263,12 @@ function need() {
   if (!classifier) throw failure('input', 'Load a model first.');
 }
 
-// One request at a time: the classifier is borrowed mutably while labels are encoded.
+// One request at a time: the classifier is borrowed mutably while labels are encoded. (An
+// adapter check waits between its parts, but still holds its turn: nothing else runs meanwhile.)
 let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
+  if (ADAPTER_CHANGES.has(data.type)) adapterGeneration += 1;
+  if (data.type === 'useAdapter') data.adapterGeneration = adapterGeneration;
   queue = queue.then(async () => {
     try {
       if (!build) await useBuild('webgpu');

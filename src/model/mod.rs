@@ -16,6 +16,22 @@ pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionCo
 pub use text::{TextOutput, TextTransformer, TextWeights};
 pub use vision::{VisionOutput, VisionTransformer, VisionWeights};
 
+/// Input a tower cannot take. Checked before any tensor is built, so a caller's mistake is an
+/// error and not a panic inside burn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelInputError {
+    #[error("There is nothing to embed: the batch is empty.")]
+    EmptyBatch,
+    #[error("Expected images of shape {expected:?} (channels, height, width), got {found:?}.")]
+    ImageShape { expected: [usize; 3], found: [usize; 3] },
+    #[error("Expected {rows} rows of token ids of one length between 1 and {context}, with one pooled position each.")]
+    TokenShape { rows: usize, context: usize },
+    #[error("The pooled position {index} is past the end of its row ({len} tokens).")]
+    PooledPosition { index: usize, len: usize },
+    #[error("Token id {id} is outside the vocabulary of {vocab}.")]
+    TokenId { id: u32, vocab: usize },
+}
+
 /// Both towers and the learned temperature.
 #[derive(Debug)]
 pub struct Clip {

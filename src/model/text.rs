@@ -6,6 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::TextConfig;
+use super::ModelInputError;
 use super::dense::{Dense, EmbeddingTable, Placement};
 use super::host_matrix::HostMatrix;
 
@@ -76,10 +77,25 @@ impl TextTransformer {
     /// `ids`: one row per text, all of the same length `L ≤ context_length` (the caller may cut
     /// the padded 77 down to the longest end-of-text: exact, since attention is causal and
     /// nothing after the pooled token can influence it). `eot`: the pooled position per row.
-    pub fn forward(&self, ids: &[Vec<u32>], eot: &[usize]) -> TextOutput {
+    /// Inputs that do not fit (no rows, rows of different or too great length, an `eot` past
+    /// its row, a token id outside the vocabulary) are an error, not a panic inside burn.
+    pub fn forward(&self, ids: &[Vec<u32>], eot: &[usize]) -> Result<TextOutput, ModelInputError> {
         let device = self.position_embedding.device();
         let batch = ids.len();
-        let len = ids[0].len();
+        let Some(len) = ids.first().map(Vec::len) else {
+            return Err(ModelInputError::EmptyBatch);
+        };
+        let context = self.config.context_length;
+        if len == 0 || len > context || ids.iter().any(|row| row.len() != len) || eot.len() != batch {
+            return Err(ModelInputError::TokenShape { rows: batch, context });
+        }
+        if let Some(&index) = eot.iter().find(|&&e| e >= len) {
+            return Err(ModelInputError::PooledPosition { index, len });
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&id) = ids.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(ModelInputError::TokenId { id, vocab });
+        }
         let width = self.config.transformer.width;
         let flat: Vec<i64> = ids.iter().flat_map(|row| row.iter().map(|&t| t as i64)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
@@ -90,6 +106,6 @@ impl TextTransformer {
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
         let pooled = x.reshape([batch * len, width]).select(0, rows);
         let embeds = self.projection.forward(pooled.clone());
-        TextOutput { pooled, embeds }
+        Ok(TextOutput { pooled, embeds })
     }
 }

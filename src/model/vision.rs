@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::VisionConfig;
+use super::ModelInputError;
 use super::dense::{Dense, Placement};
 use super::host_matrix::HostMatrix;
 
@@ -77,9 +78,17 @@ impl VisionTransformer {
         }
     }
 
-    /// `pixels`: `[batch, 3, image_size, image_size]`, already normalised.
-    pub fn forward(&self, pixels: Tensor<4>) -> VisionOutput {
+    /// `pixels`: `[batch ≥ 1, 3, image_size, image_size]`, already normalised; any other
+    /// shape is an error (not a panic inside burn).
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput, ModelInputError> {
         let [batch, channels, height, width_px] = pixels.dims();
+        let size = self.config.image_size;
+        if batch == 0 {
+            return Err(ModelInputError::EmptyBatch);
+        }
+        if [channels, height, width_px] != [3, size, size] {
+            return Err(ModelInputError::ImageShape { expected: [3, size, size], found: [channels, height, width_px] });
+        }
         let p = self.config.patch_size;
         let (gh, gw) = (height / p, width_px / p);
         let width = self.config.transformer.width;
@@ -95,6 +104,6 @@ impl VisionTransformer {
         let cls = x.narrow(1, 0, 1).reshape([batch, width]);
         let pooled = self.ln_post.forward(cls);
         let embeds = self.projection.forward(pooled.clone());
-        VisionOutput { pooled, embeds }
+        Ok(VisionOutput { pooled, embeds })
     }
 }

@@ -8,7 +8,7 @@ use fieldclip::session::LabelSet;
 use fieldclip::{Adapter, Prediction};
 use serde_json::json;
 
-use crate::common::{err, image_embeddings, load, read_file, read_labels, Backend, DEFAULT_TEMPLATE};
+use crate::common::{err, image_embeddings, load, read_file_as, read_labels, FileKind, Backend, DEFAULT_TEMPLATE};
 
 #[derive(Args)]
 pub struct ClassifyArgs {
@@ -56,14 +56,24 @@ fn csv_field(text: &str) -> String {
 
 pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
     let ClassifyArgs { weights, labels, label, template, adapter, top, json, csv, backend, images } = args;
+    let adapter_file = adapter.clone();
     let adapter = match &adapter {
-        Some(file) => Some(Adapter::from_json(&read_file(file)?).map_err(|e| format!("{}: {e}", file.display()))?),
+        Some(file) => Some(Adapter::from_json(&read_file_as(file, FileKind::Json)?).map_err(|e| format!("{}: {e}", file.display()))?),
         None => None,
     };
-    let labels: Vec<String> = match (labels, &adapter) {
-        (Some(file), _) => read_labels(&file)?,
-        (None, Some(a)) if label.is_empty() => a.labels.clone(),
-        (None, _) => label,
+    // Where the labels came from, to name it in an error about them.
+    let (labels, source): (Vec<String>, Option<PathBuf>) = match (labels, &adapter) {
+        (Some(file), _) => (read_labels(&file)?, Some(file)),
+        (None, Some(a)) if label.is_empty() => (a.labels.clone(), adapter_file.clone()),
+        (None, _) => (label, None),
+    };
+    let in_source = |e: fieldclip::Error| match &source {
+        Some(file) => format!("{}: {e}", file.display()),
+        None => e.to_string(),
+    };
+    let in_adapter = |e: fieldclip::Error| match &adapter_file {
+        Some(file) => format!("{}: {e}", file.display()),
+        None => e.to_string(),
     };
     let template = match &adapter {
         _ if !template.is_empty() => template,
@@ -71,16 +81,16 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
         _ => vec![DEFAULT_TEMPLATE.to_string()],
     };
     // Label and adapter mistakes are found before the slow model load.
-    let set = LabelSet::new(&labels, &template).map_err(err)?;
+    let set = LabelSet::new(&labels, &template).map_err(in_source)?;
     for dropped in &set.dropped {
         eprintln!("warning: {dropped}");
     }
     if let Some(a) = &adapter {
-        a.check_labels(&set.labels).map_err(err)?;
+        a.check_labels(&set.labels).map_err(in_adapter)?;
     }
     let mut session = load(&weights, backend)?;
-    pollster::block_on(session.set_labels(set)).map_err(err)?;
-    session.set_adapter(adapter).map_err(err)?;
+    pollster::block_on(session.set_labels(set)).map_err(in_source)?;
+    session.set_adapter(adapter).map_err(in_adapter)?;
     let mut failed = false;
     let mut rows: Vec<(String, Vec<Prediction>)> = Vec::new();
     for (path, result) in image_embeddings(&session, &images)? {

@@ -47,6 +47,8 @@ pub fn resolve_weights(path: &Path) -> Result<(PathBuf, Option<PathBuf>), String
         (file, path.to_path_buf())
     } else if path.is_file() {
         (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
+    } else if path.exists() {
+        return Err(format!("{} is not a regular file (a device, pipe or socket); give a weights file", path.display()));
     } else {
         return Err(format!("{} does not exist", path.display()));
     };
@@ -58,17 +60,81 @@ pub fn resolve_weights(path: &Path) -> Result<(PathBuf, Option<PathBuf>), String
     Ok((file, config))
 }
 
-pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// How large a file of each kind may be. Checked before reading, and the read itself stops
+/// there, so a link to `/dev/zero` or a file that grows while read cannot fill the memory.
+#[derive(Clone, Copy)]
+pub enum FileKind {
+    /// A photo: 100 MB (a 50-megapixel JPEG is ~25 MB; fieldclip refuses more pixels anyway).
+    Image,
+    /// A label list: 16 MB.
+    Labels,
+    /// A gallery or adapter: 1 GB of JSON (a gallery of ~150,000 photos of a 512-wide model).
+    Json,
+    /// A model's config file: 1 MB.
+    Config,
+    /// A weights file read whole (`inspect`, `pack`): 4 GB.
+    Weights,
+}
+
+impl FileKind {
+    fn limit(self) -> u64 {
+        match self {
+            FileKind::Image => 100 << 20,
+            FileKind::Labels => 16 << 20,
+            FileKind::Json => 1 << 30,
+            FileKind::Config => 1 << 20,
+            FileKind::Weights => 4 << 30,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Image => "a photo",
+            FileKind::Labels => "a label list",
+            FileKind::Json => "a gallery or adapter",
+            FileKind::Config => "a model config",
+            FileKind::Weights => "a weights file",
+        }
+    }
+}
+
+/// Opens `path` for reading if it is a regular file (following links): a FIFO would block
+/// forever and a device (`/dev/zero`) never ends.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), String> {
+    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(cannot_read)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a folder" } else { "not a regular file (a device, pipe or socket)" };
+        return Err(format!("{} is {what}; give a file", path.display()));
+    }
+    Ok((std::fs::File::open(path).map_err(cannot_read)?, meta.len()))
+}
+
+/// The whole file, if it is a regular file no larger than `kind` allows.
+pub fn read_file_as(path: &Path, kind: FileKind) -> Result<Vec<u8>, String> {
+    let (file, len) = open_regular(path)?;
+    let limit = kind.limit();
+    let too_large = || {
+        format!("{} is larger than {} MB, more than {} may be; it was not read", path.display(), limit >> 20, kind.name())
+    };
+    if len > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// A session on the model at `path`. The file is streamed through a `WeightsReader`, never
 /// held whole next to the weights.
 pub fn load(path: &Path, backend: Backend) -> Result<Session, String> {
     let (file, config) = resolve_weights(path)?;
-    let config_bytes = config.as_deref().map(read_file).transpose()?;
+    let config_bytes = config.as_deref().map(|c| read_file_as(c, FileKind::Config)).transpose()?;
     let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
-    let mut input = std::fs::File::open(&file).map_err(cannot_read)?;
+    let (mut input, _) = open_regular(&file)?;
     let mut reader = WeightsReader::with_file_hash(false);
     let mut chunk = vec![0u8; 8 << 20];
     loop {
@@ -87,7 +153,8 @@ pub fn load(path: &Path, backend: Backend) -> Result<Session, String> {
 /// One label per line (the session trims them and leaves out blanks and repeats). A UTF-8 byte
 /// order mark, which some editors write first, is not part of the first label.
 pub fn read_labels(file: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let bytes = read_file_as(file, FileKind::Labels)?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", file.display()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(text.lines().map(String::from).collect())
 }
@@ -124,7 +191,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 pub fn image_embeddings(session: &Session, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Result<Vec<f32>, String>)>, String> {
     let mut results = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(fieldclip::session::IMAGE_BATCH) {
-        let read: Vec<Result<Vec<u8>, String>> = chunk.iter().map(|p| std::fs::read(p).map_err(|e| e.to_string())).collect();
+        let read: Vec<Result<Vec<u8>, String>> = chunk.iter().map(|p| read_file_as(p, FileKind::Image)).collect();
         let bytes: Vec<Vec<u8>> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
         let embedded: Vec<ImageResult> = pollster::block_on(session.embed_images(&bytes, &mut |_, _| {})).map_err(err)?;
         let mut embedded = embedded.into_iter();

@@ -35,7 +35,7 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode, String> {
             }
         })
         .collect();
-    let texts = text_embeddings(&session, &text)?;
+    let texts = if text.is_empty() { Vec::new() } else { text_embeddings(&session, &text)? };
     let texts: Vec<_> =
         text.iter().zip(texts.chunks_exact(session.dim())).map(|(t, e)| json!({"text": t, "embedding": e})).collect();
     println!("{}", json!({"images": images, "texts": texts, "logit_scale": session.model().logit_scale_exp()}));

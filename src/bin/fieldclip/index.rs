@@ -7,7 +7,7 @@ use clap::Args;
 use fieldclip::fingerprint::sha256_hex;
 use fieldclip::Index;
 
-use crate::common::{err, image_embeddings, image_files, load, read_file, Backend, IMAGE_EXTENSIONS};
+use crate::common::{err, image_embeddings, image_files, load, read_file_as, Backend, FileKind, IMAGE_EXTENSIONS};
 
 #[derive(Args)]
 pub struct IndexArgs {
@@ -30,7 +30,7 @@ pub fn run(args: IndexArgs) -> Result<ExitCode, String> {
     let session = load(&weights, backend)?;
     let (id, dim) = (session.model_id(), session.dim());
     let mut gallery = if output.is_file() {
-        let gallery = Index::from_json(&read_file(&output)?).map_err(|e| format!("{}: {e}", output.display()))?;
+        let gallery = Index::from_json(&read_file_as(&output, FileKind::Json)?).map_err(|e| format!("{}: {e}", output.display()))?;
         gallery.check_model(id, dim).map_err(|e| format!("{}: {e}", output.display()))?;
         gallery
     } else {
@@ -41,7 +41,7 @@ pub fn run(args: IndexArgs) -> Result<ExitCode, String> {
     let mut failed = false;
     let mut new: Vec<(PathBuf, String)> = Vec::new();
     for path in files {
-        let sha256 = match read_file(&path) {
+        let sha256 = match read_file_as(&path, FileKind::Image) {
             Ok(bytes) => sha256_hex(&bytes),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::common::{read_file, resolve_weights};
+use crate::common::{read_file_as, resolve_weights, FileKind};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -15,8 +15,8 @@ pub struct InspectArgs {
 
 pub fn run(args: InspectArgs) -> Result<ExitCode, String> {
     let (file, config) = resolve_weights(&args.weights)?;
-    let bytes = read_file(&file)?;
-    let config_bytes = config.as_deref().map(read_file).transpose()?;
+    let bytes = read_file_as(&file, FileKind::Weights)?;
+    let config_bytes = config.as_deref().map(|c| read_file_as(c, FileKind::Config)).transpose()?;
     let info =
         fieldclip::weights::load(&bytes, config_bytes.as_deref()).map_err(|e| format!("{}: {e}", file.display()))?.info;
     let c = &info.config;

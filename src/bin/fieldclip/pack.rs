@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use fieldclip::pack::{pack, PackDtype};
 
-use crate::common::{read_file, resolve_weights};
+use crate::common::{read_file_as, resolve_weights, FileKind};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PackArg {
@@ -29,8 +29,8 @@ pub struct PackArgs {
 pub fn run(args: PackArgs) -> Result<ExitCode, String> {
     let PackArgs { weights, dtype, output } = args;
     let (file, config) = resolve_weights(&weights)?;
-    let bytes = read_file(&file)?;
-    let config_bytes = config.as_deref().map(read_file).transpose()?;
+    let bytes = read_file_as(&file, FileKind::Weights)?;
+    let config_bytes = config.as_deref().map(|c| read_file_as(c, FileKind::Config)).transpose()?;
     let dtype = match dtype {
         PackArg::F16 => PackDtype::F16,
         PackArg::Q8 => PackDtype::Q8,

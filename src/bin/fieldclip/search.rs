@@ -9,7 +9,7 @@ use fieldclip::session::Query;
 use fieldclip::Index;
 use serde_json::json;
 
-use crate::common::{image_embeddings, load, read_file, text_embeddings, Backend};
+use crate::common::{image_embeddings, load, read_file_as, text_embeddings, FileKind, Backend};
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -36,7 +36,7 @@ pub struct SearchArgs {
 pub fn run(args: SearchArgs) -> Result<ExitCode, String> {
     let SearchArgs { index: gallery_file, text, image, k, weights, json, backend } = args;
     let in_file = |e: fieldclip::Error| format!("{}: {e}", gallery_file.display());
-    let gallery = Index::from_json(&read_file(&gallery_file)?).map_err(in_file)?;
+    let gallery = Index::from_json(&read_file_as(&gallery_file, FileKind::Json)?).map_err(in_file)?;
     let session = weights.map(|w| load(&w, backend)).transpose()?;
     if let Some(session) = &session {
         gallery.check_model(session.model_id(), session.dim()).map_err(in_file)?;
@@ -46,7 +46,7 @@ pub fn run(args: SearchArgs) -> Result<ExitCode, String> {
             let session = session.as_ref().ok_or("--text needs --weights, the model that made the gallery")?;
             text_embeddings(session, &[text])?
         }
-        (None, Some(path)) => match gallery.find(&sha256_hex(&read_file(&path)?)) {
+        (None, Some(path)) => match gallery.find(&sha256_hex(&read_file_as(&path, FileKind::Image)?)) {
             Some(entry) => entry.embedding.clone(),
             None => {
                 let session = session.as_ref().ok_or_else(|| {
