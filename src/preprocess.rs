@@ -28,6 +28,11 @@ pub enum ImageError {
          megapixels once its short side is scaled to the model's size (the limit is 16). Crop it first."
     )]
     TooElongated { width: u32, height: u32, resized_megapixels: f64 },
+    #[error("The image uses something fieldclip cannot decode: {0}.")]
+    Unsupported(String),
+    /// The decoder refused the header's size before we could read it (a PNG on 32-bit wasm).
+    #[error("The image declares more pixels than can be decoded (the limit is 50 megapixels). Scale it down first.")]
+    OverDecoderLimits,
 }
 
 /// Most pixels an image may have after its shortest side is scaled to the model's size (a
@@ -44,6 +49,11 @@ pub enum Pipeline {
     /// open_clip's eval transform (torchvision on PIL): RGBA resized premultiplied, then alpha
     /// dropped; crop offset `round((L − S)/2)`, half to even.
     OpenClip,
+    /// pybioclip's transform for BioCLIP: alpha dropped (`convert('RGB')`), then both sides
+    /// resized to S on their own (the aspect ratio is not kept, nothing is cropped) with an
+    /// antialiased bilinear filter on the float image (torchvision's `Resize((S, S))` on a
+    /// tensor), never rounded to 8 bits.
+    Squash,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,7 +120,13 @@ fn decode_jpeg(bytes: &[u8]) -> Option<Result<DynamicImage, ImageError>> {
 
 fn map_image_error(e: image::ImageError) -> ImageError {
     match e {
-        image::ImageError::Unsupported(_) => ImageError::UnknownFormat,
+        image::ImageError::Unsupported(e) => match e.kind() {
+            image::error::UnsupportedErrorKind::Format(_) => ImageError::UnknownFormat,
+            // A size that does not fit the address space (BMP on 32-bit wasm) is said so.
+            _ if e.to_string().contains("too large") => ImageError::OverDecoderLimits,
+            _ => ImageError::Unsupported(e.to_string()),
+        },
+        image::ImageError::Limits(_) => ImageError::OverDecoderLimits,
         other => ImageError::Corrupt(other.to_string()),
     }
 }
@@ -125,6 +141,9 @@ pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Resu
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
         return Err(ImageError::Empty);
+    }
+    if config.pipeline == Pipeline::Squash {
+        return Ok(squash(image, config));
     }
     // Shortest side to `size`, the other scaled and truncated, as both references do; in u64,
     // and bounded before anything is allocated.
@@ -145,7 +164,8 @@ pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Resu
             let pixels: Vec<[u8; 4]> = image.to_rgba8().pixels().map(|p| composite_on_white(p.0)).collect();
             resize_rgba(&pixels, w, h, new_w, new_h, 3).into_iter().map(|p| [p[0], p[1], p[2]]).collect()
         }
-        (Pipeline::OpenClip, true) => {
+        // (Squash was handled above.)
+        (Pipeline::OpenClip | Pipeline::Squash, true) => {
             let rgba: RgbaImage = image.to_rgba8();
             let pixels: Vec<[u8; 4]> = rgba.pixels().map(|p| premultiply(p.0)).collect();
             resize_rgba(&pixels, w, h, new_w, new_h, 4).into_iter().map(unpremultiply).collect()
@@ -156,7 +176,7 @@ pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Resu
         match config.pipeline {
             Pipeline::HuggingFace => extra / 2,
             // Python's round() of extra/2: half to even.
-            Pipeline::OpenClip => {
+            Pipeline::OpenClip | Pipeline::Squash => {
                 let half = extra / 2;
                 if extra % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
             }
@@ -174,6 +194,59 @@ pub fn preprocess_image(image: &DynamicImage, config: &PreprocessConfig) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The triangle (bilinear) filter.
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 { 1.0 - x } else { 0.0 }
+}
+
+/// One output sample's input window and normalised weights of an antialiased bilinear resize
+/// (torchvision's `_upsample_bilinear2d_aa`, as PIL's `precompute_coeffs`: the filter widens
+/// with the downscale factor).
+fn bilinear_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = (((center + support + 0.5) as i64).min(in_size as i64) as usize).max(xmin + 1).min(in_size);
+            let k: Vec<f64> = (xmin..xmax).map(|x| triangle((x as f64 - center + 0.5) / filter_scale)).collect();
+            let total: f64 = k.iter().sum();
+            (xmin, k.iter().map(|w| if total != 0.0 { w / total } else { 0.0 }).collect())
+        })
+        .collect()
+}
+
+/// `Pipeline::Squash`: RGB (alpha dropped) as floats in [0, 1], resized to S × S per axis,
+/// then normalised.
+fn squash(image: &DynamicImage, config: &PreprocessConfig) -> Vec<f32> {
+    let rgb = image.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let s = config.image_size;
+    let horizontal = bilinear_coefficients(w, s);
+    let vertical = bilinear_coefficients(h, s);
+    let mut out = vec![0.0f32; 3 * s * s];
+    for c in 0..3 {
+        // Rows first (h × s), then columns, in float: no 8-bit rounding in between.
+        let mut rows = vec![0.0f64; h * s];
+        for y in 0..h {
+            for (x, (start, weights)) in horizontal.iter().enumerate() {
+                rows[y * s + x] =
+                    weights.iter().enumerate().map(|(k, wt)| wt * rgb.get_pixel((start + k) as u32, y as u32)[c] as f64 / 255.0).sum();
+            }
+        }
+        for (y, (start, weights)) in vertical.iter().enumerate() {
+            for x in 0..s {
+                let v: f64 = weights.iter().enumerate().map(|(k, wt)| wt * rows[(start + k) * s + x]).sum();
+                out[c * s * s + y * s + x] = (v as f32 - config.mean[c]) / config.std[c];
+            }
+        }
+    }
+    out
 }
 
 /// PIL's `alpha_composite` of a pixel over opaque white, with its integer rounding.

@@ -117,6 +117,9 @@ async fn corrupt_image_and_empty_labels_are_errors_of_kind_input_not_panics() {
     assert_eq!(kind(classifier.classify(b"not an image".to_vec(), 5).await), "input");
     assert!(classifier.classify(IMAGES[0].2.to_vec(), 5).await.is_ok(), "the classifier still works");
     assert_eq!(kind(classifier.embed_pixels_batch(vec![0.0; 7], 1).await), "input");
+    // `embedTexts([])` used to panic inside the text tower (#19).
+    assert_eq!(kind(classifier.embed_texts(vec![]).await), "input");
+    assert!(classifier.embed_texts(vec!["oak".into()]).await.is_ok(), "the classifier still works");
     assert_eq!(kind(classifier.import_prompt_embeddings(vec!["a photo of a oak.".into()], vec![0.0; 3])), "storage");
     assert_eq!(kind(Classifier::create(b"garbage".to_vec(), None, "cpu".into(), None).await), "model");
     assert_eq!(kind(Classifier::create(WEIGHTS.to_vec(), None, "tpu".into(), None).await), "input");

@@ -23,8 +23,18 @@ export async function readBytes(file, kind = 'photo') {
   return file.arrayBuffer();
 }
 
-/** The file's text, if it is no larger than `kind` ('labels', 'adapter') allows. */
+/**
+ * The file's text, if it is no larger than `kind` ('labels', 'adapter') allows and is UTF-8
+ * (as the CLI asks): Latin-1 or UTF-16 would otherwise turn into labels of replacement signs.
+ */
 export async function readText(file, kind) {
   check(file, kind);
-  return file.text();
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(await file.arrayBuffer());
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    const error = new Error(`${file.name} is not UTF-8 text; save it as UTF-8 and import it again.`);
+    error.kind = 'input';
+    throw error;
+  }
 }

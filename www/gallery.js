@@ -56,6 +56,7 @@ export function createGallery({ device, call, modelGeneration, activeLabels, set
   let cancelled = false;
   let adapterJson = null; // the adapter last made or imported, for the current labels
   let imported = false; // an imported adapter is used as it is, until the user labels photos
+  let importError = null; // why the last imported adapter file was refused, until the next import
   let thumbUrls = [];
 
   function showCount() {
@@ -344,6 +345,7 @@ export function createGallery({ device, call, modelGeneration, activeLabels, set
           adapterJson = null;
           await call('useAdapter', { json: null, active: false });
           if (stale()) return;
+          if (importError) return setStatus($('adapter-status'), importError, true);
           return setStatus($('adapter-status'), 'No photo of the collection has a label from this list yet: give a few photos a label (the menu under each photo).');
         }
         setStatus($('adapter-status'), 'Checking your labelled photos…');
@@ -363,7 +365,12 @@ export function createGallery({ device, call, modelGeneration, activeLabels, set
       // Stopped by a change that is not a refresh (the labels): one follows when they are
       // encoded; the button runs it again otherwise.
       if (e.kind === 'cancelled') return setStatus($('adapter-status'), 'A newer change stopped the check; it runs again when the labels are ready (or press Check on my labelled photos).');
-      if (imported) imported = false;
+      if (imported) {
+        imported = false;
+        // Kept until the next import: a refresh that follows (the labels it switched to being
+        // encoded) must not cover why the file was refused.
+        importError = e.message;
+      }
       setStatus($('adapter-status'), e.message, true);
     }
   }
@@ -416,6 +423,7 @@ export function createGallery({ device, call, modelGeneration, activeLabels, set
     if (!file) return;
     try {
       if (!modelId) throw new Error('Load a model first (step 1).');
+      importError = null;
       const json = await readText(file, 'adapter');
       let parsed;
       try { parsed = JSON.parse(json); } catch (err) { throw new Error(`it is not valid JSON (${err.message}).`); }
@@ -429,7 +437,8 @@ export function createGallery({ device, call, modelGeneration, activeLabels, set
       await onAdapterImported(list);
       await refreshAdapter();
     } catch (err) {
-      setStatus($('adapter-status'), `${file.name}: ${err.message}`, true);
+      importError = `${file.name}: ${err.message}`;
+      setStatus($('adapter-status'), importError, true);
     }
   });
 

@@ -41,7 +41,7 @@ const WATCH = `window.__uncaught = []; window.__dialogs = [];
 const settled = (id, before) => `const p = document.getElementById('${id}');
   const t = p.textContent;
   return t !== ${JSON.stringify(before)} && !/^(Reading|Encoding|Loading|Building|Checking)/.test(t) && t.trim() !== ''
-    && { text: t, error: p.classList.contains('error') };`;
+    && { text: t, failed: p.classList.contains('error') };`;
 
 test('the hostile corpus on the page: each file refused alone, with a message', { timeout: 600000 }, async () => {
   const c = corpus();
@@ -57,7 +57,7 @@ test('the hostile corpus on the page: each file refused alone, with a message', 
       await page.run(`document.getElementById('model-status').textContent = '';`);
       await page.upload('#weights-file', [c.file(w), c.config]);
       const status = await page.waitFor(settled('model-status', ''), w.file);
-      assert.ok(status.error && status.text.includes(w.expect.message), `${w.file} (${w.what}): ${status.text}`);
+      assert.ok(status.failed && status.text.includes(w.expect.message), `${w.file} (${w.what}): ${status.text}`);
     }
 
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
@@ -69,8 +69,8 @@ test('the hostile corpus on the page: each file refused alone, with a message', 
       await page.run(`document.getElementById('labels-status').textContent = '';`);
       await page.upload('#list-import', [c.file(l)]);
       const status = await page.waitFor(settled('labels-status', ''), l.file, 300000);
-      if (l.expect.outcome === 'accepted') assert.ok(!status.error && /labels ready/.test(status.text), `${l.file}: ${status.text}`);
-      else assert.ok(status.error && status.text.length > 10, `${l.file} (${l.what}) should be refused: ${status.text}`);
+      if (l.expect.outcome === 'accepted') assert.ok(!status.failed && /labels ready/.test(status.text), `${l.file}: ${status.text}`);
+      else assert.ok(status.failed && status.text.length > 10, `${l.file} (${l.what}) should be refused: ${status.text}`);
     }
     const html = await page.run(`return document.querySelectorAll('img[src="x"], script:not([src])').length;`);
     assert.equal(html, 0, 'a label written as HTML was parsed');
@@ -104,8 +104,8 @@ test('the hostile corpus on the page: each file refused alone, with a message', 
       await page.run(`document.getElementById('adapter-status').textContent = '';`);
       await page.upload('#adapter-import', [c.file(a)]);
       const status = await page.waitFor(settled('adapter-status', ''), a.file);
-      if (a.expect.outcome === 'accepted') assert.ok(!status.error && /Imported adapter/.test(status.text), `${a.file}: ${status.text}`);
-      else assert.ok(status.error && status.text.length > 10, `${a.file} (${a.what}) should be refused: ${status.text}`);
+      if (a.expect.outcome === 'accepted') assert.ok(!status.failed && /Imported adapter/.test(status.text), `${a.file}: ${status.text}`);
+      else assert.ok(status.failed && status.text.length > 10, `${a.file} (${a.what}) should be refused: ${status.text}`);
     }
 
     // Still working: a good photo is classified after all that.
