@@ -15,6 +15,10 @@ pub enum Error {
     Tokenizer(#[from] TokenizerError),
     #[error("{0}")]
     ModelInput(#[from] crate::model::ModelInputError),
+    #[error(transparent)]
+    Taxonomy(#[from] crate::taxonomy::TaxonomyError),
+    #[error("The labels in use are not taxa: load a taxa list (CSV with kingdom … species columns) first.")]
+    NoTaxa,
     #[error("The label list is empty: add at least one label.")]
     NoLabels,
     #[error("The prompt template `{0}` has no `{{}}` where the label goes.")]
@@ -129,7 +133,9 @@ impl Error {
             | Error::PromptTooLong { .. }
             | Error::CheckPart { .. }
             | Error::NoTexts
-            | Error::ModelInput(_) => ErrorKind::Input,
+            | Error::ModelInput(_)
+            | Error::Taxonomy(_)
+            | Error::NoTaxa => ErrorKind::Input,
         }
     }
 }

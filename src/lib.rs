@@ -11,6 +11,7 @@ pub mod pack_format;
 pub mod preprocess;
 pub mod search;
 pub mod session;
+pub mod taxonomy;
 pub mod tokenizer;
 pub mod weights;
 

@@ -15,6 +15,7 @@ use crate::adapter::{Adapter, LeaveOneOut, DEFAULT_PROBE_L2};
 use crate::clip::{ensemble_labels, normalize_rows, predictions, read_async, zero_shot_logits, ClipModel, Prediction, Template};
 use crate::error::Error;
 use crate::search::{Gallery, Hit};
+use crate::taxonomy::{self, TaxaResult, Taxon, TextFormat};
 
 /// Why a label or template given by the user was not used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,7 +184,10 @@ pub struct Session {
     prompt_cache: HashMap<String, Vec<f32>>,
     /// The few-shot adapter `classify` adds, when one is in use.
     adapter: Option<Adapter>,
+    /// When the labels are taxa: each label's taxon, in label order, grouped per rank.
+    taxa: Option<taxonomy::TaxonIndex>,
 }
+
 
 impl Session {
     pub fn new(model: ClipModel) -> Self {
@@ -194,11 +198,40 @@ impl Session {
             label_embeds: Vec::new(),
             prompt_cache: HashMap::new(),
             adapter: None,
+            taxa: None,
         }
     }
 
     pub fn model(&self) -> &ClipModel {
         &self.model
+    }
+
+    /// Switches how photos are resized for this model (e.g. to pybioclip's `Squash` for BioCLIP).
+    pub fn set_pipeline(&mut self, pipeline: crate::preprocess::Pipeline) {
+        self.model.preprocess.pipeline = pipeline;
+    }
+
+    /// Uses labels whose text embeddings are already known (a tree-of-life file, a label pack):
+    /// `embeds` is `[labels, dim]`, normalised here. Replaces the label list and drops any
+    /// adapter (made for another list).
+    pub fn use_label_embeddings(&mut self, labels: Vec<String>, mut embeds: Vec<f32>) -> Result<(), Error> {
+        let dim = self.dim();
+        if labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        if embeds.len() != labels.len() * dim {
+            return Err(Error::RowCount { rows: labels.len(), dim, expected: labels.len() * dim, found: embeds.len() });
+        }
+        if let Some(v) = embeds.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NotFinite { what: "label embedding", value: v.to_string() });
+        }
+        normalize_rows(&mut embeds, dim);
+        self.labels = labels;
+        self.templates = Vec::new();
+        self.label_embeds = embeds;
+        self.adapter = None;
+        self.taxa = None;
+        Ok(())
     }
 
     /// `fingerprint::model_id` of the weights: what galleries and adapters are made with.
@@ -232,6 +265,8 @@ impl Session {
     /// Switches to a checked label list; only prompts not seen before are encoded. An adapter
     /// made for another list is dropped.
     pub async fn set_labels(&mut self, set: LabelSet) -> Result<LabelUpdate, Error> {
+        // Plain labels (taxa set theirs again after this).
+        self.taxa = None;
         let prompts = set.prompts();
         let mut encoded: Vec<String> = Vec::new();
         for p in &prompts {
@@ -348,6 +383,59 @@ impl Session {
 
     /// Every label's logit and probability for one normalised image embedding, best first,
     /// with the adapter's few-shot terms when one is in use.
+    /// One photo's logits in label order (with the adapter's terms when one is in use).
+    pub fn logits(&self, image_embed: &[f32]) -> Result<Vec<f32>, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        if image_embed.len() != self.dim() {
+            return Err(Error::DimensionMismatch { what: "image embedding", expected: self.dim(), found: image_embed.len() });
+        }
+        let scale = self.model.logit_scale_exp();
+        match &self.adapter {
+            Some(adapter) => adapter.logits(image_embed, &self.label_embeds, scale),
+            None => Ok(zero_shot_logits(image_embed, &self.label_embeds, scale)),
+        }
+    }
+
+    /// Uses taxa as the labels: each is named in `format` (BioCLIP's) and its prompts made
+    /// with `templates` (pybioclip uses `taxonomy::OPENAI_TEMPLATES`). Taxa whose class name
+    /// repeats an earlier one are left out (reported in `dropped`, as repeated labels are).
+    pub async fn set_taxa(&mut self, taxa: Vec<Taxon>, format: TextFormat, templates: &[String]) -> Result<LabelUpdate, Error> {
+        let names: Vec<String> = taxa.iter().map(|t| t.class_name(format)).collect();
+        let set = LabelSet::new(&names, templates)?;
+        let kept: Vec<Taxon> = {
+            let mut seen = std::collections::HashSet::new();
+            taxa.into_iter().zip(&names).filter(|(_, n)| !n.trim().is_empty() && seen.insert(n.trim().to_string())).map(|(t, _)| t).collect()
+        };
+        let update = self.set_labels(set).await?;
+        debug_assert_eq!(kept.len(), self.labels.len());
+        self.taxa = Some(taxonomy::TaxonIndex::new(kept));
+        Ok(update)
+    }
+
+    /// Uses taxa whose text embeddings are known (a tree-of-life file): `embeds` is
+    /// `[taxa, dim]`. Each is labelled by its `taxon_com` name.
+    pub fn use_taxa_embeddings(&mut self, taxa: Vec<Taxon>, embeds: Vec<f32>) -> Result<(), Error> {
+        let labels = taxa.iter().map(|t| t.class_name(TextFormat::TaxonCom)).collect();
+        self.use_label_embeddings(labels, embeds)?;
+        self.taxa = Some(taxonomy::TaxonIndex::new(taxa));
+        Ok(())
+    }
+
+    /// The taxa in use (aligned with `labels()`), if the labels are taxa.
+    pub fn taxa(&self) -> Option<&[Taxon]> {
+        self.taxa.as_ref().map(taxonomy::TaxonIndex::taxa)
+    }
+
+    /// One photo against taxa: the leaves' probabilities (softmax over every taxon), rolled up
+    /// each rank, and the answer at `threshold` (None: not sure at any rank).
+    pub fn classify_taxa(&self, image_embed: &[f32], threshold: f64) -> Result<TaxaResult, Error> {
+        let taxa = self.taxa.as_ref().ok_or(Error::NoTaxa)?;
+        let probs = crate::clip::softmax(&self.logits(image_embed)?);
+        Ok(taxa.classify(&probs, threshold))
+    }
+
     pub fn classify_embedding(&self, image_embed: &[f32]) -> Result<Vec<Prediction>, Error> {
         if self.labels.is_empty() {
             return Err(Error::NoLabels);

@@ -154,6 +154,27 @@ struct ClassifyResult {
     predictions: Vec<crate::Prediction>,
 }
 
+/// One species in `classifyTaxa`'s result.
+#[derive(Serialize)]
+struct TaxonPrediction {
+    label: String,
+    common_name: String,
+    probability: f32,
+}
+
+#[derive(Serialize)]
+struct RankRow {
+    name: String,
+    probability: f32,
+}
+
+#[derive(Serialize)]
+struct TaxaClassifyResult {
+    predictions: Vec<TaxonPrediction>,
+    answer: Option<crate::taxonomy::Answer>,
+    ranks: std::collections::BTreeMap<&'static str, Vec<RankRow>>,
+}
+
 /// An adapter's leave-one-out check, as the page shows it.
 #[derive(Serialize)]
 struct AdapterCheck {
@@ -243,6 +264,67 @@ impl Classifier {
     pub async fn set_labels(&mut self, labels: Vec<String>, templates: Vec<String>) -> Result<Vec<String>, JsValue> {
         let set = LabelSet::new(&labels, &templates).map_err(js_error)?;
         Ok(self.session.set_labels(set).await.map_err(js_error)?.encoded)
+    }
+
+    /// Uses taxa as the labels. `table`: a taxa list (CSV or TSV with the header
+    /// `kingdom,phylum,class,order,family,genus,species,common_name`, `species` the epithet,
+    /// missing ranks allowed; or pybioclip's names JSON). `format`: BioCLIP's text format
+    /// (`taxon`, `sci`, `com`, `sci_com`, `taxon_com`). `templates`: empty for OpenAI's 80 (as
+    /// pybioclip). Returns the newly encoded prompts, as `setLabels` does.
+    #[wasm_bindgen(js_name = setTaxa)]
+    pub async fn set_taxa(&mut self, table: String, format: String, templates: Vec<String>) -> Result<Vec<String>, JsValue> {
+        let taxa = crate::taxonomy::parse_taxa(&table).map_err(|e| js_error(e.into()))?;
+        let format: crate::taxonomy::TextFormat = format.parse().map_err(|e: crate::taxonomy::TaxonomyError| js_error(e.into()))?;
+        let templates: Vec<String> = if templates.is_empty() {
+            crate::taxonomy::OPENAI_TEMPLATES.iter().map(|t| t.to_string()).collect()
+        } else {
+            templates
+        };
+        Ok(self.session.set_taxa(taxa, format, &templates).await.map_err(js_error)?.encoded)
+    }
+
+    /// How many taxa are in use (0: the labels are plain).
+    #[wasm_bindgen(getter, js_name = taxonCount)]
+    pub fn taxon_count(&self) -> usize {
+        self.session.taxa().map_or(0, <[_]>::len)
+    }
+
+    /// One photo against the taxa in use: `{ predictions: [{ label, common_name, probability }]
+    /// (the `top_k` likeliest species, label `Genus epithet`), answer: { rank, name, probability }
+    /// | null (no rank reaches `threshold`), ranks: { kingdom: [{ name, probability }], …,
+    /// species: […] } }` (each rank's best five, a higher taxon's probability the sum of its
+    /// species').
+    #[wasm_bindgen(js_name = classifyTaxa)]
+    pub async fn classify_taxa(&self, image: Vec<u8>, threshold: f64, top_k: usize) -> Result<JsValue, JsValue> {
+        let embed = self.session.embed_image(&image).await.map_err(js_error)?;
+        let result = self.session.classify_taxa(&embed, threshold).map_err(js_error)?;
+        taxa_result_js(result, self.session.taxa().unwrap_or_default(), top_k)
+    }
+
+    /// How photos are resized: `crop` (the model's own: shortest side, centre crop) or
+    /// `squash` (both sides to the model's size, no crop: pybioclip's for BioCLIP).
+    #[wasm_bindgen(js_name = setPreprocess)]
+    pub fn set_preprocess(&mut self, mode: &str) -> Result<(), JsValue> {
+        use crate::preprocess::Pipeline;
+        let pipeline = match mode {
+            "squash" => Pipeline::Squash,
+            "crop" => match self.session.model().info.layout {
+                crate::weights::Layout::HuggingFace => Pipeline::HuggingFace,
+                crate::weights::Layout::OpenClip => Pipeline::OpenClip,
+            },
+            other => return Err(failure(ErrorKind::Input, &format!("Unknown resize `{other}`: use crop or squash."))),
+        };
+        self.session.set_pipeline(pipeline);
+        Ok(())
+    }
+
+    /// `crop` or `squash`: how photos are resized now.
+    #[wasm_bindgen(getter)]
+    pub fn preprocess(&self) -> String {
+        match self.session.model().preprocess.pipeline {
+            crate::preprocess::Pipeline::Squash => "squash".into(),
+            _ => "crop".into(),
+        }
     }
 
     /// The labels in use, in the order `makeAdapter`'s label numbers refer to.
@@ -409,5 +491,81 @@ impl GalleryIndex {
     /// the lower index first).
     pub fn search(&self, query: Vec<f32>, k: usize) -> Result<JsValue, JsValue> {
         to_js(&self.gallery.search(&query, k).map_err(js_error)?)
+    }
+}
+
+/// `classifyTaxa`'s result as the page reads it.
+fn taxa_result_js(result: crate::taxonomy::TaxaResult, taxa: &[crate::taxonomy::Taxon], top_k: usize) -> Result<JsValue, JsValue> {
+    let predictions: Vec<TaxonPrediction> = result.ranked.ranks[6]
+        .iter()
+        .take(top_k.max(1))
+        .map(|r| TaxonPrediction {
+            label: r.name.clone(),
+            common_name: r.index.map(|i| taxa[i].common_name.clone()).unwrap_or_default(),
+            probability: r.probability,
+        })
+        .collect();
+    let ranks: std::collections::BTreeMap<&str, Vec<RankRow>> = crate::taxonomy::RANKS
+        .iter()
+        .zip(&result.ranked.ranks)
+        .map(|(rank, rows)| (*rank, rows.iter().map(|r| RankRow { name: r.name.clone(), probability: r.probability }).collect()))
+        .collect();
+    to_js(&TaxaClassifyResult { predictions, answer: result.answer, ranks })
+}
+
+/// Taxa with known text embeddings (pybioclip's tree-of-life files, filtered), matched against
+/// image embeddings without a model: the page keeps hundreds of thousands of taxa here, and the
+/// browser benchmark times it.
+#[wasm_bindgen]
+pub struct TaxaIndex {
+    index: crate::taxonomy::TaxonIndex,
+    /// `[taxa, dim]`, L2-normalised.
+    embeddings: Vec<f32>,
+    dim: usize,
+}
+
+#[wasm_bindgen]
+impl TaxaIndex {
+    /// From pybioclip's pair: the `.npy` bytes (`[dim, taxa]` float32) and the names JSON;
+    /// `filter`: keep only taxa with this name at some rank ("Plantae", "Fagaceae").
+    #[wasm_bindgen(js_name = fromTreeOfLife)]
+    pub fn from_tree_of_life(npy: Vec<u8>, names: Vec<u8>, filter: Option<String>) -> Result<TaxaIndex, JsValue> {
+        let filter = filter.filter(|f| !f.trim().is_empty()).map(crate::taxonomy::Filter::Within);
+        let tree = crate::taxonomy::read_tree_of_life(std::io::Cursor::new(npy), &names, filter.as_ref())
+            .map_err(|e| js_error(e.into()))?;
+        let mut embeddings = tree.embeddings;
+        crate::clip::normalize_rows(&mut embeddings, tree.dim);
+        Ok(TaxaIndex { index: crate::taxonomy::TaxonIndex::new(tree.taxa), embeddings, dim: tree.dim })
+    }
+
+    /// `count` made-up taxa in a plausible tree with random unit embeddings of `dim` (for the
+    /// benchmark of tree-of-life sizes).
+    pub fn synthetic(count: usize, dim: usize, seed: u32) -> TaxaIndex {
+        let mut state = seed as u64 | 1;
+        let mut embeddings: Vec<f32> = (0..count * dim)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        crate::clip::normalize_rows(&mut embeddings, dim);
+        TaxaIndex { index: crate::taxonomy::TaxonIndex::new(crate::taxonomy::synthetic_taxa(count)), embeddings, dim }
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> usize {
+        self.index.taxa().len()
+    }
+
+    /// One image embedding (normalised) against every taxon, with the model's
+    /// `exp(logit_scale)`: the same result as `Classifier.classifyTaxa`.
+    pub fn classify(&self, image_embed: Vec<f32>, scale: f32, threshold: f64, top_k: usize) -> Result<JsValue, JsValue> {
+        if image_embed.len() != self.dim {
+            return Err(js_error(Error::DimensionMismatch { what: "image embedding", expected: self.dim, found: image_embed.len() }));
+        }
+        let probs = crate::clip::softmax(&crate::clip::zero_shot_logits(&image_embed, &self.embeddings, scale));
+        taxa_result_js(self.index.classify(&probs, threshold), self.index.taxa(), top_k)
     }
 }

@@ -398,3 +398,65 @@ fn pack_writes_a_quarter_size_file_that_embeds_like_the_original() {
     assert!(stderr.contains("truncated"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// #16: `classify --taxa` answers at the deepest rank reaching the threshold, as the taxonomy
+/// oracle (pybioclip's squash preprocessing, OpenAI's 80 templates, `taxon_com`).
+#[test]
+fn classify_taxa_answers_at_the_rank_the_oracle_does() {
+    let e = json("taxonomy/expected.json");
+    let images: Vec<&Value> = e["images"].as_array().unwrap().iter().filter(|i| i["file"].as_str().unwrap().ends_with(".png")).collect();
+    let paths: Vec<String> = images.iter().map(|i| path(i["file"].as_str().unwrap())).collect();
+    let mut args = vec!["classify", "--weights", "", "--taxa", "", "--preprocess", "squash", "--rank-threshold", "0.2", "--json"];
+    let (weights, taxa) = (path("openclip_tiny"), path("taxonomy/taxa.csv"));
+    (args[2], args[4]) = (&weights, &taxa);
+    args.extend(paths.iter().map(String::as_str));
+    let (code, stdout, stderr) = fieldclip(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    for (image, got) in images.iter().zip(out.as_array().unwrap()) {
+        let block = &image["pybioclip_squash"];
+        let want = &block["answers_at_other_thresholds"]["0.2"];
+        let file = image["file"].as_str().unwrap();
+        if want.is_null() {
+            assert!(got["answer"].is_null(), "{file}: {}", got["answer"]);
+        } else {
+            assert_eq!(got["answer"]["rank"], want["rank"], "{file}");
+            assert_eq!(got["answer"]["name"], want["taxon"], "{file}");
+            assert!((got["answer"]["probability"].as_f64().unwrap() - want["score"].as_f64().unwrap()).abs() < 1e-4);
+        }
+        for rank in ["kingdom", "family", "genus", "species"] {
+            let names = |v: &Value, key: &str| -> Vec<String> {
+                v.as_array().unwrap().iter().map(|r| r[key].as_str().unwrap().to_string()).collect()
+            };
+            assert_eq!(names(&got["ranks"][rank], "name"), names(&block["rollup"][rank], "taxon"), "{file} {rank}");
+        }
+    }
+
+    // The CSV: one row per listed species with its lineage; `species` is the epithet.
+    let (code, stdout, stderr) =
+        fieldclip(&["classify", "--weights", &weights, "--taxa", &taxa, "--preprocess", "squash", "--csv", "--top", "2", &paths[0]]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "file,rank,label,probability,answer_rank,answer_name,answer_probability,kingdom,phylum,class,order,family,genus,species,common_name");
+    assert_eq!(lines.len(), 3);
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    let label = cells[2];
+    let (genus, epithet) = label.split_once(' ').unwrap();
+    assert_eq!((cells[12], cells[13]), (genus, epithet), "{}", lines[1]);
+
+    // pybioclip's tree-of-life files, filtered to one kingdom before the softmax.
+    let (code, stdout, stderr) = fieldclip(&[
+        "classify", "--weights", &weights, "--tree-of-life", &path("taxonomy/txt_emb_species.npy"), "--filter", "Animalia", "--json",
+        &paths[0],
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let kingdoms = out[0]["ranks"]["kingdom"].as_array().unwrap();
+    assert_eq!(kingdoms.len(), 1);
+    assert_eq!(kingdoms[0]["name"], "Animalia");
+    assert!((kingdoms[0]["probability"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    assert!(!out[0]["answer"].is_null(), "Animalia itself is at 100 %");
+    let (code, _, stderr) = fieldclip(&["classify", "--weights", &weights, "--taxa", &taxa, "--filter", "Fungi", &paths[0]]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no taxon matches"), "{stderr}");
+}

@@ -45,7 +45,7 @@ worker.onmessage = ({ data }) => {
 };
 
 const device = await openDeviceStore();
-const settings = { backend: 'auto', threshold: 30, ...(await device.get('settings').catch(() => null)) };
+const settings = { backend: 'auto', threshold: 30, preprocess: 'auto', rankThreshold: 0.8, ...(await device.get('settings').catch(() => null)) };
 const saveSettings = () => device.set('settings', settings).catch(() => {});
 const { lists, problem: listsProblem } = await loadLists(device);
 
@@ -77,7 +77,7 @@ const gallery = createGallery({
   device,
   call,
   modelGeneration: currentModelGeneration,
-  activeLabels: () => labels.activeList(),
+  activeLabels: () => labels.activeLabels(),
   settings,
   saveSettings,
   download,

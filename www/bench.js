@@ -1,6 +1,6 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
-import init, { GalleryIndex } from '../pkg/fieldclip.js';
+import init, { GalleryIndex, TaxaIndex } from '../pkg/fieldclip.js';
 import { LABELS, TEMPLATE, benchPixels, fetchBytes, random, time as timeWith } from './bench-common.js';
 import { openDeviceStore } from './storage.js';
 
@@ -30,6 +30,24 @@ function unitRows(n, dim, rand) {
     for (let d = 0; d < dim; d++) m[i * dim + d] /= norm;
   }
   return m;
+}
+
+/**
+ * One photo against a tree-of-life-sized list (100,000 taxa, 512-d as BioCLIP's): logits,
+ * softmax, the roll-up of every rank and the answer, in wasm on the CPU (#16: ≤ 100 ms).
+ */
+async function taxaSuite() {
+  const n = Number(params.get('taxa')) || 100000;
+  const dim = 512;
+  await init();
+  const start = performance.now();
+  const index = TaxaIndex.synthetic(n, dim, 7);
+  report({ what: `${n} taxa made and grouped by rank (once, when a list loads)`, median: performance.now() - start, unit: 'ms', runs: 1 });
+  const queries = unitRows(8, dim, random(7));
+  let q = 0;
+  await time(`one photo against ${n} taxa: every rank rolled up, answer (wasm, CPU)`,
+    () => index.classify(queries.slice((q % 8) * dim, (q++ % 8 + 1) * dim), 100, 0.8, 5));
+  index.free();
 }
 
 /** Searching 10,000 embeddings of a 512-d model, and what storing them costs. */
@@ -200,7 +218,7 @@ function peerThreads() {
   return globalThis.ortThreads;
 }
 
-const suites = { search: searchSuite, peer: peerSuite };
+const suites = { search: searchSuite, peer: peerSuite, taxa: taxaSuite };
 const suite = params.get('suite') || 'search';
 try {
   $('bench-status').textContent = `Running ${suite}…`;

@@ -1,8 +1,10 @@
-// Step 2: the label lists — editing the active one (name, labels, prompt templates), switching,
-// making, deleting, importing and exporting lists, and handing the labels to the model worker,
-// which encodes only the prompts it has not seen (their embeddings are kept on the device).
-import { download, newId, parseImport, parseLines, saveLists } from './lists.js';
+// Step 2: the label lists — editing the active one (name, labels or a taxa table, prompt
+// templates, the text format of taxa), switching, making, deleting, importing and exporting
+// lists, and handing the labels to the model worker, which encodes only the prompts it has not
+// seen (their embeddings are kept on the device).
+import { download, isTaxaList, listSize, newId, parseImport, parseLines, saveLists } from './lists.js';
 import { readText } from './files.js';
+import { TAXA_HEADER, lineageLookup, parseTaxa, taxonTitle, usedTaxa } from './taxa.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,6 +12,10 @@ function setStatus(el, text, isError = false) {
   el.textContent = text;
   el.classList.toggle('error', isError);
 }
+
+const FORMAT_NAMES = {
+  taxon_com: 'taxon + common names', taxon: 'taxon names', sci: 'scientific names', com: 'common names', sci_com: 'scientific + common names',
+};
 
 /**
  * `lists`: the saved lists (`loadLists` of www/lists.js). `call(type, payload, transfer)`: a
@@ -20,9 +26,24 @@ function setStatus(el, text, isError = false) {
  */
 export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha256, modelGeneration, onReady }) {
   let ready = false;
+  // The lineages of the taxa the worker uses now (null: plain labels), for the results.
+  let lookup = null;
 
   function activeList() {
     return lists.lists[lists.active];
+  }
+
+  /** Shows the editor for a plain list or for a taxa list. */
+  function showKind(list) {
+    const taxa = isTaxaList(list);
+    $('labels-section').dataset.kind = taxa ? 'taxa' : 'plain';
+    $('labels-label').textContent = taxa ? 'Taxa: a header line naming the columns, then one taxon per line' : 'Labels, one per line (paste many at once)';
+    $('taxa-hint').hidden = !taxa;
+    $('text-format-row').hidden = !taxa;
+    $('templates').placeholder = taxa ? "Leave empty for OpenAI's 80 ImageNet templates (as pybioclip)" : '';
+    $('templates-hint').hidden = !taxa;
+    $('list-export-txt').hidden = taxa;
+    $('list-export-csv').hidden = !taxa;
   }
 
   function renderLists() {
@@ -31,14 +52,16 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     for (const [id, list] of Object.entries(lists.lists)) {
       const option = document.createElement('option');
       option.value = id;
-      option.textContent = `${list.name} (${list.labels.length})`;
+      option.textContent = `${list.name} (${listSize(list)})`;
       select.append(option);
     }
     select.value = lists.active;
     const list = activeList();
+    showKind(list);
     $('list-name').value = list.name;
-    $('labels').value = list.labels.join('\n');
+    $('labels').value = isTaxaList(list) ? list.table : list.labels.join('\n');
     $('templates').value = list.templates.join('\n');
+    if (isTaxaList(list)) $('text-format').value = list.format;
   }
 
   let labelTimer = null;
@@ -49,6 +72,7 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     saveLists(device, lists);
     ready = false;
     const version = ++labelsVersion;
+    if (isTaxaList(list)) return applyTaxa(list, version);
     if (list.labels.length === 0) return setStatus($('labels-status'), 'The label list is empty: add at least one label, one per line.', true);
     if (list.templates.length === 0) return setStatus($('labels-status'), 'Add a prompt template, e.g. "a photo of a {}."', true);
     const bad = list.templates.find((t) => !t.includes('{}'));
@@ -56,15 +80,8 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     if (!modelLoaded()) return setStatus($('labels-status'), `${list.labels.length} labels. Load a model to use them.`);
     setStatus($('labels-status'), `Encoding ${list.labels.length} labels…`);
     try {
-      const generation = modelGeneration();
-      const sha256 = modelSha256();
-      const { encodedPrompts, fresh, embeds } = await call('labels', { labels: list.labels, templates: list.templates });
-      // Kept under the model that encoded them: not if another model was asked for meanwhile.
-      if (fresh.length && sha256 && generation === modelGeneration()) {
-        device.putPrompts(sha256, fresh, embeds).catch(() => { /* kept in memory only */ });
-      }
+      const encodedPrompts = await encode({ labels: list.labels, templates: list.templates }, version, null);
       if (version !== labelsVersion) return;
-      ready = true;
       setStatus($('labels-status'), `${list.labels.length} labels ready (${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
       await onReady();
     } catch (e) {
@@ -72,24 +89,87 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     }
   }
 
+  /** A taxa list: read here first (so a bad table is said without a model), then by the worker. */
+  async function applyTaxa(list, version) {
+    if (!list.table.trimStart().startsWith('[') && list.table.split('\n').filter((l) => l.trim()).length < 2) {
+      return setStatus($('labels-status'), `The taxa list is empty: under the header line (${TAXA_HEADER}), add one taxon per line.`, true);
+    }
+    let taxa;
+    try {
+      taxa = parseTaxa(list.table);
+    } catch (e) {
+      return setStatus($('labels-status'), e.message, true);
+    }
+    const bad = list.templates.find((t) => !t.includes('{}'));
+    if (bad !== undefined) return setStatus($('labels-status'), `The template "${bad}" needs {} where the taxon's name goes, e.g. "a photo of {}."`, true);
+    const count = usedTaxa(taxa, list.format).length;
+    const templates = list.templates.length ? `${list.templates.length} template${list.templates.length === 1 ? '' : 's'}` : "OpenAI's 80 templates";
+    const taxaCount = `${count} ${count === 1 ? 'taxon' : 'taxa'}`;
+    if (!modelLoaded()) return setStatus($('labels-status'), `${taxaCount} (${FORMAT_NAMES[list.format]}, ${templates}). Load a model to use them.`);
+    setStatus($('labels-status'), `Encoding ${taxaCount} (${count * (list.templates.length || 80)} prompts; only new ones are encoded)…`);
+    try {
+      const encodedPrompts = await encode({ taxa: { table: list.table, format: list.format, templates: list.templates } }, version, taxa);
+      if (version !== labelsVersion) return;
+      setStatus($('labels-status'), `${taxaCount} ready (${FORMAT_NAMES[list.format]}, ${templates}; ${encodedPrompts} prompts encoded so far; edits re-encode only what changed).`);
+      await onReady();
+    } catch (e) {
+      setStatus($('labels-status'), e.message, true);
+    }
+  }
+
+  /**
+   * Has the worker encode a label set (`taxa`: the parsed taxa of a taxa list, else null);
+   * returns how many prompts it has encoded so far.
+   */
+  async function encode(payload, version, taxa) {
+    const generation = modelGeneration();
+    const sha256 = modelSha256();
+    const answer = await call('labels', payload);
+    // Kept under the model that encoded them: not if another model was asked for meanwhile.
+    if (answer.fresh.length && sha256 && generation === modelGeneration()) {
+      device.putPrompts(sha256, answer.fresh, answer.embeds).catch(() => { /* kept in memory only */ });
+    }
+    if (version === labelsVersion) {
+      lookup = taxa && lineageLookup(taxa);
+      ready = true;
+    }
+    return answer.encodedPrompts;
+  }
+
   function editedList() {
     const list = activeList();
     list.name = $('list-name').value.trim() || 'Untitled list';
-    list.labels = parseLines($('labels').value);
+    if (isTaxaList(list)) {
+      list.table = $('labels').value;
+      list.format = $('text-format').value;
+    } else {
+      list.labels = parseLines($('labels').value);
+    }
     list.templates = parseLines($('templates').value);
-    $('list-select').selectedOptions[0].textContent = `${list.name} (${list.labels.length})`;
+    $('list-select').selectedOptions[0].textContent = `${list.name} (${listSize(list)})`;
     saveLists(device, lists);
     clearTimeout(labelTimer);
     labelTimer = setTimeout(applyLabels, 400);
   }
   for (const id of ['list-name', 'labels', 'templates']) $(id).addEventListener('input', editedList);
+  $('text-format').addEventListener('change', editedList);
+
+  /** Adds `list` as a new list and makes it the active one. */
+  function addList(list) {
+    const id = newId(lists);
+    lists.lists[id] = list;
+    lists.active = id;
+    renderLists();
+  }
 
   $('list-select').addEventListener('change', () => { lists.active = $('list-select').value; renderLists(); applyLabels(); });
   $('list-new').addEventListener('click', () => {
-    const id = newId(lists);
-    lists.lists[id] = { name: 'My list', labels: [], templates: ['a photo of a {}.'] };
-    lists.active = id;
-    renderLists();
+    addList({ name: 'My list', labels: [], templates: ['a photo of a {}.'] });
+    applyLabels();
+    $('labels').focus();
+  });
+  $('list-new-taxa').addEventListener('click', () => {
+    addList({ name: 'My taxa', kind: 'taxa', table: `${TAXA_HEADER}\n`, format: 'taxon_com', templates: [] });
     applyLabels();
     $('labels').focus();
   });
@@ -106,11 +186,7 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     event.target.value = '';
     if (!file) return;
     try {
-      const list = parseImport(file.name, await readText(file, 'labels'));
-      const id = newId(lists);
-      lists.lists[id] = list;
-      lists.active = id;
-      renderLists();
+      addList(parseImport(file.name, await readText(file, 'labels')));
       applyLabels();
     } catch (e) {
       setStatus($('labels-status'), e.message, true);
@@ -118,17 +194,32 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
   });
   const fileBase = () => activeList().name.replace(/[^\w.-]+/g, '_');
   $('list-export-txt').addEventListener('click', () => download(`${fileBase()}.txt`, `${activeList().labels.join('\n')}\n`, 'text/plain'));
+  $('list-export-csv').addEventListener('click', () => {
+    const { table } = activeList();
+    const tsv = (table.split('\n').find((l) => l.trim()) ?? '').includes('\t');
+    download(`${fileBase()}.${tsv ? 'tsv' : 'csv'}`, table.endsWith('\n') ? table : `${table}\n`, tsv ? 'text/tab-separated-values' : 'text/csv');
+  });
   $('list-export-json').addEventListener('click', () => download(`${fileBase()}.json`, JSON.stringify(activeList(), null, 2), 'application/json'));
+
+  /**
+   * The active list as labels, in the order the worker numbers them (what the collection's
+   * labels and the few-shot adapter use): a taxa list's taxa named "Quercus robur (English oak)".
+   */
+  function activeLabels() {
+    const list = activeList();
+    if (!isTaxaList(list)) return list;
+    let taxa = [];
+    try { taxa = usedTaxa(parseTaxa(list.table), list.format); } catch { /* no labels until the table reads */ }
+    const titles = taxa.map(taxonTitle);
+    // Two taxa with one title would share a label: the second keeps its full class name.
+    const labels = titles.map((t, i) => (titles.indexOf(t) === i ? t : `${t} [${i + 1}]`));
+    return { name: list.name, labels, templates: list.templates };
+  }
 
   /** Switches to `list` (added as a new list unless it has the active list's labels) and applies it. */
   async function useList(list) {
-    const same = activeList().labels.join('\n') === list.labels.join('\n');
-    if (!same) {
-      const id = newId(lists);
-      lists.lists[id] = list;
-      lists.active = id;
-      renderLists();
-    }
+    const same = !isTaxaList(list) && activeLabels().labels.join('\n') === list.labels.join('\n');
+    if (!same) addList(list);
     await applyLabels();
   }
 
@@ -140,8 +231,14 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     apply: applyLabels,
     /** Whether the active list is encoded for the model in use. */
     isReady: () => ready,
-    /** The active list: { name, labels, templates }. */
+    /** The active list as stored: plain `{ name, labels, templates }` or a taxa list. */
     activeList,
+    activeLabels,
+    /**
+     * For a taxa list in use, `(label, commonName) → lineage` of a species in a result
+     * (www/taxa.js `lineageLookup`); null when the labels are plain.
+     */
+    taxaLookup: () => lookup,
     useList,
   };
 }

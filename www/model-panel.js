@@ -30,6 +30,26 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
   $('backend').value = settings.backend;
   $('backend').addEventListener('change', () => { settings.backend = $('backend').value; saveSettings(); });
 
+  // How photos are resized: sent with each load, and to the model in use when changed (the
+  // photos classified after that use it).
+  $('preprocess').value = ['auto', 'crop', 'squash'].includes(settings.preprocess) ? settings.preprocess : 'auto';
+  /** Names the model's own resize in the 'auto' choice. */
+  function showModelPreprocess(mode) {
+    $('preprocess').options[0].textContent = mode ? `as the model says (${mode})` : 'as the model says';
+  }
+  $('preprocess').addEventListener('change', async () => {
+    settings.preprocess = $('preprocess').value;
+    saveSettings();
+    // No model asked for yet: the first load carries it.
+    if (loads === 0) return;
+    try {
+      const { modelPreprocess } = await call('preprocess', { mode: settings.preprocess });
+      if (loaded) showModelPreprocess(modelPreprocess);
+    } catch (e) {
+      setStatus($('model-status'), `The resize could not be changed: ${e.message}`, true);
+    }
+  });
+
   /** A progress report of the worker while it builds the model. */
   function showProgress({ step, fraction }) {
     const bar = $('load-progress');
@@ -56,7 +76,7 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
       let answer;
       let generation; // which load this is (www/app.js counts them), for the collection
       try {
-        const loading = call('load', { weights, config, backend: $('backend').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+        const loading = call('load', { weights, config, backend: $('backend').value, preprocess: $('preprocess').value, prompts, sha256: sha256 || true }, config ? [config] : []);
         generation = modelGeneration();
         answer = await loading;
       } catch (e) {
@@ -72,6 +92,7 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
       }
       if (superseded()) return null;
       const { info, modelId, backend, reason, cpu } = answer;
+      showModelPreprocess(answer.modelPreprocess);
       if (!sha256) {
         sha256 = answer.sha256;
         const stored = await device.getPrompts(sha256).catch(() => null);

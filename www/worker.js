@@ -11,9 +11,15 @@ let classifier = null;
 let gallery = null;
 // The few-shot adapter in use (JSON), re-applied when the model is rebuilt on the CPU.
 let adapter = null;
-// Kept to rebuild the model on the CPU if the WebGPU device is lost.
+// Kept to rebuild the model on the CPU if the WebGPU device is lost: the weights and the label
+// set in use, plain `{ labels, templates }` or `{ taxa: { table, format, templates } }`.
 let source = null;
 let labels = null;
+// How photos are resized: 'auto' (as the model says), 'crop' or 'squash'; kept across rebuilds.
+let preprocess = 'auto';
+const PREPROCESS = ['auto', 'crop', 'squash'];
+// The model's own resize ('crop' or 'squash', from its config), what 'auto' goes back to.
+let modelPreprocess = 'crop';
 // Which build is loaded: 'threads' (CPU on every core) or 'single' (WebGPU, or one core).
 let build = null;
 // Set when the threaded build could not start here: not tried again.
@@ -111,8 +117,10 @@ async function create(backend, sha256Wanted = false) {
   const next = await Classifier.fromStream(stream, source.config, backend, building);
   dropClassifier();
   classifier = next;
+  modelPreprocess = classifier.preprocess;
+  applyPreprocess();
   if (source.prompts) importPrompts(source.prompts);
-  if (labels) await classifier.setLabels(labels.labels, labels.templates);
+  if (labels) await applyLabels(labels);
   if (adapter) {
     try {
       classifier.setAdapter(adapter);
@@ -121,6 +129,24 @@ async function create(backend, sha256Wanted = false) {
     }
   }
   return sha256;
+}
+
+/** Hands a label set (plain or taxa) to the classifier; returns the prompts it newly encoded. */
+function applyLabels(set) {
+  return set.taxa
+    ? classifier.setTaxa(set.taxa.table, set.taxa.format, set.taxa.templates)
+    : classifier.setLabels(set.labels, set.templates);
+}
+
+function applyPreprocess() {
+  classifier.setPreprocess(preprocess === 'auto' ? modelPreprocess : preprocess);
+}
+
+/** One photo against the labels in use: taxa answer at a rank (`threshold`), plain labels not. */
+async function classifyPhoto(bytes, msg) {
+  if (classifier.taxonCount === 0) return classifier.classify(bytes, msg.topK);
+  const threshold = Number.isFinite(msg.threshold) ? msg.threshold : 0.8;
+  return { ...(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold };
 }
 
 /**
@@ -186,8 +212,19 @@ async function handle(msg) {
       // A Blob is a handle (a File, a stored file): kept to rebuild the model on the CPU.
       const weights = msg.weights instanceof Blob ? msg.weights : new Blob([msg.weights]);
       source = { weights, config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
+      if (PREPROCESS.includes(msg.preprocess)) preprocess = msg.preprocess;
       const sha256 = await create(msg.backend, msg.sha256);
-      return { info: classifier.info(), modelId: classifier.modelId, sha256, backend: classifier.backend, reason: classifier.backendReason, cpu, cachedPrompts: classifier.encodedPrompts };
+      return {
+        info: classifier.info(), modelId: classifier.modelId, sha256, backend: classifier.backend, reason: classifier.backendReason, cpu,
+        cachedPrompts: classifier.encodedPrompts, preprocess: classifier.preprocess, modelPreprocess,
+      };
+    }
+    case 'preprocess': {
+      // Remembered without a model too: the next one loads with it.
+      if (!PREPROCESS.includes(msg.mode)) throw failure('input', `Unknown resize "${msg.mode}": use auto, crop or squash.`);
+      preprocess = msg.mode;
+      if (classifier) applyPreprocess();
+      return { preprocess: classifier ? classifier.preprocess : null, modelPreprocess };
     }
     case 'prompts': {
       need();
@@ -233,8 +270,9 @@ async function handle(msg) {
     }
     case 'labels': {
       need();
-      const fresh = await classifier.setLabels(msg.labels, msg.templates);
-      labels = { labels: msg.labels, templates: msg.templates };
+      const set = msg.taxa ? { taxa: msg.taxa } : { labels: msg.labels, templates: msg.templates };
+      const fresh = await applyLabels(set);
+      labels = set;
       const embeds = fresh.length ? classifier.promptEmbeddings(fresh) : null;
       return { encodedPrompts: classifier.encodedPrompts, fresh, embeds };
     }
@@ -243,15 +281,15 @@ async function handle(msg) {
       const bytes = new Uint8Array(msg.bytes);
       const start = performance.now();
       try {
-        const result = await classifier.classify(bytes, msg.topK);
+        const result = await classifyPhoto(bytes, msg);
         return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null };
       } catch (e) {
         // Only a failing GPU moves the model to the CPU; a bad photo (or anything else) does not.
         if (classifier.backend !== 'webgpu' || !isDeviceError(e)) throw e;
         const message = String(e.message || e);
         await create('cpu');
-        const result = await classifier.classify(bytes, msg.topK);
-        return { ...result, ms: performance.now() - start, backend: 'cpu', switchedToCpu: message };
+        const result = await classifyPhoto(bytes, msg);
+        return { ...result, ms: performance.now() - start, backend: 'cpu', adapted: adapter !== null, switchedToCpu: message };
       }
     }
     default:

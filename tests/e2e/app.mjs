@@ -7,6 +7,8 @@ export async function useLabels(page, labels, template = '{}') {
   await page.waitFor(`return !/^Encoding/.test(document.getElementById('labels-status').textContent);`, 'the current labels');
   await page.run(`
     const [labels, template] = arguments;
+    // The plants and marine presets are taxa lists, whose editor takes a table: a new plain list.
+    if (document.getElementById('labels-section').dataset.kind === 'taxa') document.getElementById('list-new').click();
     document.getElementById('labels').value = labels.join('\\n');
     document.getElementById('templates').value = template;
     document.getElementById('templates').dispatchEvent(new Event('input'));

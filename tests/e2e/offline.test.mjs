@@ -185,7 +185,7 @@ test('where the browser allows no storage, the page works and says nothing is ke
     assert.match(warning, /does not let the page keep anything .*denied permission.* Everything works/, warning);
     await loadModelFromUrl(page);
     assert.match(await page.run(text('save-status')), /not saved on the device: the browser refused \(it allows this page no storage\)/);
-    await page.waitFor(`return /labels ready/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
+    await page.waitFor(`return /(labels|taxa) ready/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
     await page.upload('#photo-files', [data('images/chelsea.png')]);
     const shown = await page.waitFor(`const c = document.querySelector('#results .card'); return c && c.querySelectorAll('.pred').length;`, 'a result');
     assert.equal(shown, 5);

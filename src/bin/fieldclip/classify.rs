@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use fieldclip::session::LabelSet;
 use fieldclip::{Adapter, Prediction};
+use fieldclip::preprocess::Pipeline;
 use serde_json::json;
 
 use crate::common::{err, image_embeddings, load, read_file_as, read_labels, FileKind, Backend, DEFAULT_TEMPLATE};
@@ -14,38 +15,70 @@ use crate::common::{err, image_embeddings, load, read_file_as, read_labels, File
 pub struct ClassifyArgs {
     /// A .safetensors file, or a folder holding model.safetensors (+ config file)
     #[arg(long)]
-    weights: PathBuf,
+    pub(crate) weights: PathBuf,
     /// A text file with one label per line
     #[arg(long, conflicts_with = "label")]
-    labels: Option<PathBuf>,
+    pub(crate) labels: Option<PathBuf>,
     /// A label (repeat for several)
     #[arg(long)]
-    label: Vec<String>,
+    pub(crate) label: Vec<String>,
     /// Prompt template with `{}` for the label (repeat to ensemble) [default: the adapter's,
     /// else `a photo of a {}.`]
     #[arg(long)]
-    template: Vec<String>,
+    pub(crate) template: Vec<String>,
+    /// Use OpenAI's 80 ImageNet templates (the ensemble pybioclip uses; the default with --taxa)
+    #[arg(long, conflicts_with = "template")]
+    pub(crate) openai_templates: bool,
+    /// Taxa as the labels: CSV/TSV with the header kingdom,phylum,class,order,family,genus,
+    /// species,common_name (species = the epithet; missing ranks allowed) or pybioclip's names
+    /// JSON. Answers at the deepest rank that reaches --rank-threshold
+    #[arg(long, conflicts_with_all = ["labels", "label", "adapter"])]
+    pub(crate) taxa: Option<PathBuf>,
+    /// pybioclip's tree-of-life embeddings (`txt_emb_species.npy`, with `txt_emb_species.json`
+    /// next to it) as the taxa, read streamed
+    #[arg(long, conflicts_with_all = ["labels", "label", "adapter", "taxa"])]
+    pub(crate) tree_of_life: Option<PathBuf>,
+    /// Keep only the taxa with this name at some rank ("Plantae", "Fagaceae", "Quercus robur"),
+    /// before the softmax (as pybioclip)
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// How taxa are named in their prompts (BioCLIP's formats): taxon, sci, com, sci_com, taxon_com
+    #[arg(long, default_value = "taxon_com")]
+    pub(crate) text_format: String,
+    /// The answer is the deepest rank whose best taxon reaches this probability
+    #[arg(long, default_value_t = fieldclip::taxonomy::DEFAULT_THRESHOLD)]
+    pub(crate) rank_threshold: f64,
+    /// How photos are resized: crop (shortest side, centre crop) or squash (both sides, no crop:
+    /// pybioclip's for BioCLIP) [default: the model's]
+    #[arg(long)]
+    pub(crate) preprocess: Option<Resize>,
     /// An adapter file from `fieldclip adapt`: adds its few-shot terms (its labels are used
     /// when none are given)
     #[arg(long)]
-    adapter: Option<PathBuf>,
+    pub(crate) adapter: Option<PathBuf>,
     /// How many labels to show per image
     #[arg(long, default_value_t = 5)]
-    top: usize,
+    pub(crate) top: usize,
     #[arg(long, conflicts_with = "csv")]
-    json: bool,
+    pub(crate) json: bool,
     #[arg(long)]
-    csv: bool,
+    pub(crate) csv: bool,
     #[arg(long, value_enum, default_value = "cpu")]
-    backend: Backend,
+    pub(crate) backend: Backend,
     #[arg(required = true)]
-    images: Vec<PathBuf>,
+    pub(crate) images: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Resize {
+    Crop,
+    Squash,
 }
 
 /// A CSV cell: quoted where needed. One starting with `=`, `+`, `-`, `@` (or a tab / carriage
 /// return) would be run as a formula by a spreadsheet: it is kept as text with a leading `'`
 /// (OWASP's advice).
-fn csv_field(text: &str) -> String {
+pub fn csv_field(text: &str) -> String {
     let s = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -55,7 +88,14 @@ fn csv_field(text: &str) -> String {
 }
 
 pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
-    let ClassifyArgs { weights, labels, label, template, adapter, top, json, csv, backend, images } = args;
+    if args.taxa.is_some() || args.tree_of_life.is_some() {
+        return crate::taxa::run(args);
+    }
+    if args.filter.is_some() {
+        return Err("--filter needs --taxa or --tree-of-life".into());
+    }
+    let ClassifyArgs { weights, labels, label, template, openai_templates, adapter, top, json, csv, backend, images, preprocess, .. } = args;
+    let template = if openai_templates { fieldclip::taxonomy::OPENAI_TEMPLATES.iter().map(|t| t.to_string()).collect() } else { template };
     let adapter_file = adapter.clone();
     let adapter = match &adapter {
         Some(file) => Some(Adapter::from_json(&read_file_as(file, FileKind::Json)?).map_err(|e| format!("{}: {e}", file.display()))?),
@@ -89,6 +129,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
         a.check_labels(&set.labels).map_err(in_adapter)?;
     }
     let mut session = load(&weights, backend)?;
+    set_resize(&mut session, preprocess);
     pollster::block_on(session.set_labels(set)).map_err(in_source)?;
     session.set_adapter(adapter).map_err(in_adapter)?;
     let mut failed = false;
@@ -126,4 +167,18 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `--preprocess`, where given.
+pub fn set_resize(session: &mut fieldclip::session::Session, resize: Option<Resize>) {
+    let pipeline = match resize {
+        None => return,
+        Some(Resize::Squash) => Pipeline::Squash,
+        // The crop of the model's own family.
+        Some(Resize::Crop) => match session.model().info.layout {
+            fieldclip::weights::Layout::HuggingFace => Pipeline::HuggingFace,
+            fieldclip::weights::Layout::OpenClip => Pipeline::OpenClip,
+        },
+    };
+    session.set_pipeline(pipeline);
 }

@@ -19,6 +19,8 @@ mod pack;
 #[cfg(not(target_arch = "wasm32"))]
 mod search;
 #[cfg(not(target_arch = "wasm32"))]
+mod taxa;
+#[cfg(not(target_arch = "wasm32"))]
 mod tokenize;
 
 #[cfg(not(target_arch = "wasm32"))]
