@@ -74,6 +74,8 @@ pub enum TaxonomyError {
     NothingMatches(String),
     #[error("Reading the tree-of-life file failed: {0}.")]
     Io(String),
+    #[error("The stored tree-of-life pack cannot be read: {0}.")]
+    Pack(String),
 }
 
 /// One taxon: its lineage (`ranks[6]` is the species epithet; any rank may be empty) and its
@@ -508,43 +510,193 @@ fn npy_header(head: &[u8]) -> Result<(usize, usize, usize), TaxonomyError> {
     }
 }
 
-/// Reads pybioclip's tree-of-life pair: `npy` (`[dim, taxa]` float32, column j the
-/// `taxon_com` embedding of taxon j) streamed one row at a time, so that only the kept columns
-/// are ever held; `names` (the names JSON). With a filter only its taxa are kept.
-pub fn read_tree_of_life(mut npy: impl Read, names: &[u8], filter: Option<&Filter>) -> Result<TaxaEmbeddings, TaxonomyError> {
-    let io = |e: std::io::Error| TaxonomyError::Io(e.to_string());
-    let taxa = parse_names_json(names)?;
-    let mut head = vec![0u8; 12];
-    npy.read_exact(&mut head).map_err(io)?;
-    let header_len = match head[6] {
-        1 => 10 + u16::from_le_bytes([head[8], head[9]]) as usize,
-        _ => 12 + u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize,
-    };
-    if header_len > 1 << 20 {
-        return Err(TaxonomyError::Npy("its header is over 1 MB".into()));
+/// pybioclip's tree-of-life `.npy` read piece by piece (as a browser hands a file over): only
+/// the header and the kept columns are ever held, so a 1 GB file needs the memory of its
+/// filtered result. `push` the bytes in order, then `finish`.
+#[derive(Debug)]
+pub struct TreeOfLifeReader {
+    taxa: Vec<Taxon>,
+    filter: Option<Filter>,
+    /// Bytes of the header (until it is read), then of a part-filled row.
+    pending: Vec<u8>,
+    /// Once the header is read: the dimension, the kept columns, the rows done.
+    layout: Option<(usize, Vec<usize>)>,
+    rows_done: usize,
+    embeddings: Vec<f32>,
+    received: u64,
+}
+
+impl TreeOfLifeReader {
+    /// `names`: the names JSON; `filter`: the taxa to keep.
+    pub fn new(names: &[u8], filter: Option<Filter>) -> Result<Self, TaxonomyError> {
+        Ok(Self { taxa: parse_names_json(names)?, filter, pending: Vec::new(), layout: None, rows_done: 0, embeddings: Vec::new(), received: 0 })
     }
-    head.resize(header_len, 0);
-    npy.read_exact(&mut head[12..]).map_err(io)?;
-    let (dim, columns, _) = npy_header(&head)?;
-    if columns != taxa.len() {
-        return Err(TaxonomyError::NamesCount { columns, names: taxa.len() });
+
+    /// Bytes pushed so far.
+    pub fn received(&self) -> u64 {
+        self.received
     }
-    let kept: Vec<usize> = (0..columns).filter(|&j| filter.is_none_or(|f| f.keeps(&taxa[j]))).collect();
-    if kept.is_empty() {
-        return Err(TaxonomyError::NothingMatches(filter.map(Filter::describe).unwrap_or_default()));
+
+    /// How many taxa are kept (known once the header is read).
+    pub fn kept(&self) -> usize {
+        self.layout.as_ref().map_or(0, |(_, kept)| kept.len())
     }
-    let mut embeddings = vec![0.0f32; kept.len() * dim];
-    let mut row = vec![0u8; columns * 4];
-    for d in 0..dim {
-        npy.read_exact(&mut row).map_err(|e| TaxonomyError::Npy(format!("row {d} of {dim}: {e}")))?;
+
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<(), TaxonomyError> {
+        self.received += chunk.len() as u64;
+        if self.layout.is_none() {
+            self.pending.extend_from_slice(chunk);
+            let Some(header_len) = npy_header_len(&self.pending)? else { return Ok(()) };
+            if self.pending.len() < header_len {
+                return Ok(());
+            }
+            let (dim, columns, start) = npy_header(&self.pending[..header_len])?;
+            if columns != self.taxa.len() {
+                return Err(TaxonomyError::NamesCount { columns, names: self.taxa.len() });
+            }
+            let kept: Vec<usize> = (0..columns).filter(|&j| self.filter.as_ref().is_none_or(|f| f.keeps(&self.taxa[j]))).collect();
+            if kept.is_empty() {
+                return Err(TaxonomyError::NothingMatches(self.filter.as_ref().map(Filter::describe).unwrap_or_default()));
+            }
+            self.embeddings = vec![0.0; kept.len() * dim];
+            self.layout = Some((dim, kept));
+            let rest = self.pending.split_off(start);
+            self.pending = Vec::new();
+            return self.push_rows(&rest);
+        }
+        // Whole rows straight from the chunk; a part-row waits in `pending`.
+        if !self.pending.is_empty() {
+            let row_bytes = self.taxa.len() * 4;
+            let need = (row_bytes - self.pending.len()).min(chunk.len());
+            self.pending.extend_from_slice(&chunk[..need]);
+            chunk = &chunk[need..];
+            if self.pending.len() == row_bytes {
+                let row = std::mem::take(&mut self.pending);
+                self.take_row(&row)?;
+            }
+        }
+        self.push_rows(chunk)
+    }
+
+    fn push_rows(&mut self, bytes: &[u8]) -> Result<(), TaxonomyError> {
+        let row_bytes = self.taxa.len() * 4;
+        let mut rows = bytes.chunks_exact(row_bytes);
+        for row in &mut rows {
+            self.take_row(row)?;
+        }
+        self.pending.extend_from_slice(rows.remainder());
+        Ok(())
+    }
+
+    fn take_row(&mut self, row: &[u8]) -> Result<(), TaxonomyError> {
+        let (dim, kept) = self.layout.as_ref().expect("the header was read");
+        let d = self.rows_done;
+        if d >= *dim {
+            return Err(TaxonomyError::Npy(format!("it holds more than its {dim} rows")));
+        }
         for (k, &j) in kept.iter().enumerate() {
             let v = f32::from_le_bytes(row[4 * j..4 * j + 4].try_into().unwrap());
             if !v.is_finite() {
                 return Err(TaxonomyError::Npy(format!("taxon {j} holds a value that is not a finite number")));
             }
-            embeddings[k * dim + d] = v;
+            self.embeddings[k * dim + d] = v;
         }
+        self.rows_done += 1;
+        Ok(())
     }
-    let taxa = kept.into_iter().map(|j| taxa[j].clone()).collect();
-    Ok(TaxaEmbeddings { taxa, dim, embeddings })
+
+    /// The kept taxa and their embeddings; an error if the file ended early.
+    pub fn finish(self) -> Result<TaxaEmbeddings, TaxonomyError> {
+        let Some((dim, kept)) = self.layout else {
+            return Err(TaxonomyError::Npy("it ends before its header".into()));
+        };
+        if self.rows_done != dim || !self.pending.is_empty() {
+            return Err(TaxonomyError::Npy(format!("it ends early: {} of {dim} rows", self.rows_done)));
+        }
+        let taxa = kept.into_iter().map(|j| self.taxa[j].clone()).collect();
+        Ok(TaxaEmbeddings { taxa, dim, embeddings: self.embeddings })
+    }
+}
+
+/// The header's whole length once its first 12 bytes are there (`None` before); over 1 MB is
+/// refused.
+fn npy_header_len(head: &[u8]) -> Result<Option<usize>, TaxonomyError> {
+    if head.len() < 12 {
+        return Ok(None);
+    }
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(TaxonomyError::Npy("it does not start with the .npy magic".into()));
+    }
+    let len = match head[6] {
+        1 => 10 + u16::from_le_bytes([head[8], head[9]]) as usize,
+        2 | 3 => 12 + u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize,
+        _ => return Err(TaxonomyError::Npy("unknown .npy version".into())),
+    };
+    if len > 1 << 20 {
+        return Err(TaxonomyError::Npy("its header is over 1 MB".into()));
+    }
+    Ok(Some(len))
+}
+
+/// Reads pybioclip's tree-of-life pair: `npy` (`[dim, taxa]` float32, column j the
+/// `taxon_com` embedding of taxon j) streamed, so that only the kept columns are ever held;
+/// `names` (the names JSON). With a filter only its taxa are kept.
+pub fn read_tree_of_life(mut npy: impl Read, names: &[u8], filter: Option<&Filter>) -> Result<TaxaEmbeddings, TaxonomyError> {
+    let mut reader = TreeOfLifeReader::new(names, filter.cloned())?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = npy.read(&mut buffer).map_err(|e| TaxonomyError::Io(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        reader.push(&buffer[..n])?;
+    }
+    reader.finish()
+}
+
+/// The label pack's magic and version: a compact file of taxa with their embeddings in f16,
+/// kept on the device instead of a 1 GB tree-of-life file.
+const PACK_MAGIC: &[u8; 8] = b"FCTAXA01";
+
+impl TaxaEmbeddings {
+    /// `PACK_MAGIC`, the JSON length (u32 LE), the JSON `{"dim", "taxa": [[[7 ranks], common]…]}`,
+    /// then `taxa × dim` f16 (LE): ~1 KB a taxon at 512-d.
+    pub fn to_pack(&self) -> Vec<u8> {
+        let names: Vec<(&[String; 7], &str)> = self.taxa.iter().map(|t| (&t.ranks, t.common_name.as_str())).collect();
+        let json = serde_json::to_vec(&serde_json::json!({"dim": self.dim, "taxa": names})).expect("names serialise");
+        let mut out = Vec::with_capacity(12 + json.len() + self.embeddings.len() * 2);
+        out.extend_from_slice(PACK_MAGIC);
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        for v in &self.embeddings {
+            out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+        }
+        out
+    }
+
+    /// A pack written by `to_pack`.
+    pub fn from_pack(bytes: &[u8]) -> Result<Self, TaxonomyError> {
+        let bad = |why: &str| TaxonomyError::Pack(why.into());
+        if bytes.len() < 12 || &bytes[..8] != PACK_MAGIC {
+            return Err(bad("it does not start as one"));
+        }
+        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let json = bytes.get(12..12 + len).ok_or_else(|| bad("its names are cut off"))?;
+        #[derive(serde::Deserialize)]
+        struct Names {
+            dim: usize,
+            taxa: Vec<([String; 7], String)>,
+        }
+        let names: Names = serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?;
+        let data = &bytes[12 + len..];
+        if names.dim == 0 || data.len() != names.taxa.len() * names.dim * 2 {
+            return Err(bad("its embeddings do not fit its names"));
+        }
+        let embeddings: Vec<f32> = data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        if embeddings.iter().any(|v| !v.is_finite()) {
+            return Err(bad("it holds a value that is not a finite number"));
+        }
+        let taxa = names.taxa.into_iter().map(|(ranks, common_name)| Taxon { ranks, common_name }).collect();
+        Ok(Self { taxa, dim: names.dim, embeddings })
+    }
 }

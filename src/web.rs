@@ -513,6 +513,52 @@ fn taxa_result_js(result: crate::taxonomy::TaxaResult, taxa: &[crate::taxonomy::
     to_js(&TaxaClassifyResult { predictions, answer: result.answer, ranks })
 }
 
+impl TaxaIndex {
+    fn from_embeddings(tree: crate::taxonomy::TaxaEmbeddings) -> Self {
+        let mut embeddings = tree.embeddings;
+        crate::clip::normalize_rows(&mut embeddings, tree.dim);
+        TaxaIndex { index: crate::taxonomy::TaxonIndex::new(tree.taxa), embeddings, dim: tree.dim }
+    }
+}
+
+/// pybioclip's tree-of-life `.npy` streamed into WebAssembly piece by piece (a 1 GB file is
+/// never whole in memory: only the taxa the filter keeps are), then `finish()` → `TaxaIndex`.
+#[wasm_bindgen]
+pub struct TreeOfLifeStream {
+    reader: crate::taxonomy::TreeOfLifeReader,
+}
+
+#[wasm_bindgen]
+impl TreeOfLifeStream {
+    /// `names`: the `txt_emb_species.json` bytes; `filter`: keep only taxa with this name at
+    /// some rank (empty or absent: all).
+    #[wasm_bindgen(constructor)]
+    pub fn new(names: Vec<u8>, filter: Option<String>) -> Result<TreeOfLifeStream, JsValue> {
+        let filter = filter.filter(|f| !f.trim().is_empty()).map(crate::taxonomy::Filter::Within);
+        Ok(Self { reader: crate::taxonomy::TreeOfLifeReader::new(&names, filter).map_err(|e| js_error(e.into()))? })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        self.reader.push(chunk).map_err(|e| js_error(e.into()))
+    }
+
+    /// Bytes pushed so far.
+    #[wasm_bindgen(getter)]
+    pub fn received(&self) -> f64 {
+        self.reader.received() as f64
+    }
+
+    /// Taxa the filter keeps (known once the header is read).
+    #[wasm_bindgen(getter)]
+    pub fn kept(&self) -> usize {
+        self.reader.kept()
+    }
+
+    pub fn finish(self) -> Result<TaxaIndex, JsValue> {
+        Ok(TaxaIndex::from_embeddings(self.reader.finish().map_err(|e| js_error(e.into()))?))
+    }
+}
+
 /// Taxa with known text embeddings (pybioclip's tree-of-life files, filtered), matched against
 /// image embeddings without a model: the page keeps hundreds of thousands of taxa here, and the
 /// browser benchmark times it.
@@ -533,9 +579,7 @@ impl TaxaIndex {
         let filter = filter.filter(|f| !f.trim().is_empty()).map(crate::taxonomy::Filter::Within);
         let tree = crate::taxonomy::read_tree_of_life(std::io::Cursor::new(npy), &names, filter.as_ref())
             .map_err(|e| js_error(e.into()))?;
-        let mut embeddings = tree.embeddings;
-        crate::clip::normalize_rows(&mut embeddings, tree.dim);
-        Ok(TaxaIndex { index: crate::taxonomy::TaxonIndex::new(tree.taxa), embeddings, dim: tree.dim })
+        Ok(Self::from_embeddings(tree))
     }
 
     /// `count` made-up taxa in a plausible tree with random unit embeddings of `dim` (for the
@@ -557,6 +601,30 @@ impl TaxaIndex {
     #[wasm_bindgen(getter)]
     pub fn size(&self) -> usize {
         self.index.taxa().len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The compact label pack (f16 embeddings + names) to keep on the device.
+    pub fn pack(&self) -> Vec<u8> {
+        crate::taxonomy::TaxaEmbeddings { taxa: self.index.taxa().to_vec(), dim: self.dim, embeddings: self.embeddings.clone() }.to_pack()
+    }
+
+    /// An index from a pack made by `pack()`.
+    #[wasm_bindgen(js_name = fromPack)]
+    pub fn from_pack(bytes: Vec<u8>) -> Result<TaxaIndex, JsValue> {
+        let tree = crate::taxonomy::TaxaEmbeddings::from_pack(&bytes).map_err(|e| failure(ErrorKind::Storage, &e.to_string()))?;
+        Ok(Self::from_embeddings(tree))
+    }
+
+    /// Taxa `start .. start + count`: `[{ranks: [kingdom … epithet], common_name}]`.
+    pub fn taxa(&self, start: usize, count: usize) -> Result<JsValue, JsValue> {
+        let all = self.index.taxa();
+        let start = start.min(all.len());
+        to_js(&all[start..(start + count).min(all.len())])
     }
 
     /// One image embedding (normalised) against every taxon, with the model's

@@ -266,3 +266,27 @@ fn adapter_and_gallery_readers_never_panic() {
         }
     });
 }
+
+#[test]
+fn taxa_lists_tree_of_life_files_and_packs_never_panic() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/taxonomy");
+    let csv = std::fs::read(dir.join("taxa.csv")).unwrap();
+    let names = std::fs::read(dir.join("txt_emb_species.json")).unwrap();
+    let npy = std::fs::read(dir.join("txt_emb_species.npy")).unwrap();
+    let pack = fieldclip::taxonomy::read_tree_of_life(Cursor::new(&npy), &names, None).unwrap().to_pack();
+    let seeds = vec![csv, names.clone(), npy, pack];
+    fuzz("taxa", &seeds, &mut |rng, seed| mutate(rng, seed, 160), &|bytes| {
+        let _ = fieldclip::taxonomy::parse_taxa(&String::from_utf8_lossy(bytes));
+        if let Ok(mut reader) = fieldclip::taxonomy::TreeOfLifeReader::new(&names, None) {
+            let cut = bytes.len() / 2;
+            if reader.push(&bytes[..cut]).is_ok() && reader.push(&bytes[cut..]).is_ok() {
+                let _ = reader.finish();
+            }
+        }
+        if let Ok(tree) = fieldclip::taxonomy::TaxaEmbeddings::from_pack(bytes) {
+            let index = fieldclip::taxonomy::TaxonIndex::new(tree.taxa.clone());
+            let probs = vec![1.0 / tree.taxa.len().max(1) as f32; tree.taxa.len()];
+            let _ = index.classify(&probs, 0.8);
+        }
+    });
+}

@@ -250,3 +250,47 @@ fn tree_of_life_files_filter_to_a_taxon_or_a_species_list_before_the_softmax() {
         assert!((p - (logits[j] - max).exp() / total).abs() <= 1e-4);
     }
 }
+
+/// The reader the page streams a 1 GB file through: pieces of any size give the same taxa and
+/// embeddings as reading whole; a cut-off file fails at `finish`; the f16 pack kept on the device
+/// reads back within f16 precision and classifies to the same answers.
+#[test]
+fn tree_of_life_streamed_in_pieces_and_kept_as_an_f16_pack() {
+    let names = read("taxonomy/txt_emb_species.json");
+    let npy = read("taxonomy/txt_emb_species.npy");
+    let whole = taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, None).unwrap();
+    for piece in [1, 7, 100, 129, 4096] {
+        let mut reader = taxonomy::TreeOfLifeReader::new(&names, Some(Filter::Within("Animalia".into()))).unwrap();
+        for chunk in npy.chunks(piece) {
+            reader.push(chunk).unwrap();
+        }
+        assert_eq!(reader.received(), npy.len() as u64);
+        let animals = reader.finish().unwrap();
+        let want = taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, Some(&Filter::Within("Animalia".into()))).unwrap();
+        assert_eq!((animals.taxa.clone(), animals.embeddings.clone()), (want.taxa, want.embeddings), "pieces of {piece}");
+    }
+    let mut cut = taxonomy::TreeOfLifeReader::new(&names, None).unwrap();
+    cut.push(&npy[..npy.len() - 100]).unwrap();
+    assert!(cut.finish().is_err());
+
+    let pack = whole.to_pack();
+    assert!(pack.len() < npy.len() / 2 + names.len() + 64, "f16: half the floats ({} bytes)", pack.len());
+    let back = taxonomy::TaxaEmbeddings::from_pack(&pack).unwrap();
+    assert_eq!(back.taxa, whole.taxa);
+    assert!(max_abs_diff(&back.embeddings, &whole.embeddings) <= 1e-3, "f16 rounding");
+    let mut damaged = pack.clone();
+    damaged.truncate(pack.len() - 2);
+    assert!(taxonomy::TaxaEmbeddings::from_pack(&damaged).is_err());
+    assert!(taxonomy::TaxaEmbeddings::from_pack(b"FCTAXA01\xff\xff\xff\xff").is_err());
+
+    // The pack classifies every oracle image to the same answers as the f32 file.
+    let e = expected();
+    let mut session = openclip_session();
+    session.use_taxa_embeddings(back.taxa.clone(), back.embeddings.clone()).unwrap();
+    for image in e["images"].as_array().unwrap() {
+        let block = &image["pybioclip_squash"];
+        let result = session.classify_taxa(&floats(&block["image_embedding"]), 0.2).unwrap();
+        let want = &block["answers_at_other_thresholds"]["0.2"];
+        assert_eq!(result.answer.map(|a| a.key), want["key"].as_str().map(String::from), "{}", image["file"]);
+    }
+}
