@@ -17,9 +17,10 @@ if [ "${FIELDCLIP_NO_THREADS:-}" != 1 ]; then
   rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown --toolchain nightly
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v python3 >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  # python3: scripts/make-torch-checkpoint.py writes the PyTorch checkpoint the tests load.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver python3 >/dev/null
 fi
 
 WASM_PACK_VERSION=0.15.1

@@ -624,7 +624,7 @@ impl TaxaIndex {
     pub fn taxa(&self, start: usize, count: usize) -> Result<JsValue, JsValue> {
         let all = self.index.taxa();
         let start = start.min(all.len());
-        to_js(&all[start..(start + count).min(all.len())])
+        to_js(&all[start..(start + count).min(all.len())].to_vec())
     }
 
     /// One image embedding (normalised) against every taxon, with the model's

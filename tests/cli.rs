@@ -460,3 +460,39 @@ fn classify_taxa_answers_at_the_rank_the_oracle_does() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no taxon matches"), "{stderr}");
 }
+
+/// #16: a PyTorch zip checkpoint (what BioCLIP ships as `open_clip_pytorch_model.bin`), made
+/// from the tiny open_clip model by scripts/make-torch-checkpoint.py, loads to exactly the
+/// outputs of its safetensors, through the CLI as users run it.
+#[test]
+fn a_pytorch_checkpoint_loads_to_the_same_outputs_as_its_safetensors() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("torch-checkpoint");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("open_clip_pytorch_model.bin");
+    let made = Command::new("python3")
+        .args([&path("../../scripts/make-torch-checkpoint.py"), &path("openclip_tiny/model.safetensors"), bin.to_str().unwrap()])
+        .status()
+        .expect("python3 (scripts/setup.sh installs it)");
+    assert!(made.success());
+    std::fs::copy(data("openclip_tiny/open_clip_config.json"), dir.join("open_clip_config.json")).unwrap();
+    let embed = |weights: &str| {
+        let (code, stdout, stderr) =
+            fieldclip(&["embed", "--weights", weights, "--image", &path("images/coffee_alpha.png"), "--text", "a photo of a cat."]);
+        assert_eq!(code, 0, "{weights}: {stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+    let from_bin = embed(dir.to_str().unwrap());
+    let from_safetensors = embed(&path("openclip_tiny"));
+    assert_eq!(from_bin, from_safetensors, "the same weights, the same outputs");
+    let expected = json("openclip_tiny/expected.json");
+    let cos = cosine(&floats(&from_bin["texts"][0]["embedding"]), &floats(&from_safetensors["texts"][0]["embedding"]));
+    assert!(cos > 0.9999, "{cos}");
+    assert!(expected["image_embeds"].is_array());
+    // A damaged checkpoint is refused with a sentence, not a panic.
+    let broken = dir.join("broken.bin");
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
+    let (code, _, stderr) = fieldclip(&["inspect", "--weights", broken.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -13,7 +13,7 @@ import { openDeviceStore } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
 
-// ---- The model worker: requests answered by id, progress reports while a model builds ----
+// ---- The model worker: requests answered by id, progress reports (a model, a tree of life) ----
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 const pending = new Map();
 let nextId = 1;
@@ -36,6 +36,7 @@ function call(type, payload = {}, transfer = []) {
 const currentModelGeneration = () => modelGeneration;
 worker.onmessage = ({ data }) => {
   if (data.progress) return model.showProgress(data.progress);
+  if (data.treeProgress) return labels.showTreeProgress(data.treeProgress);
   const p = pending.get(data.id);
   pending.delete(data.id);
   if (data.ok) return p.resolve(data.value);

@@ -6,6 +6,8 @@ const LIMITS = {
   photo: { bytes: 100 * MB, what: 'a photo' },
   labels: { bytes: 16 * MB, what: 'a label list' },
   adapter: { bytes: 1024 * MB, what: 'an adapter' },
+  // pybioclip's txt_emb_species.json names ~450,000 taxa in well under this.
+  names: { bytes: 512 * MB, what: 'a names file' },
 };
 
 function check(file, kind) {

@@ -1,10 +1,12 @@
 // Step 2: the label lists — editing the active one (name, labels or a taxa table, prompt
 // templates, the text format of taxa), switching, making, deleting, importing and exporting
 // lists, and handing the labels to the model worker, which encodes only the prompts it has not
-// seen (their embeddings are kept on the device).
+// seen (their embeddings are kept on the device). Instead of a list, pybioclip's tree of life
+// (www/tree-of-life.js) can be in use: choosing one puts the other out of use.
 import { download, isTaxaList, listSize, newId, parseImport, parseLines, saveLists } from './lists.js';
 import { readText } from './files.js';
 import { TAXA_HEADER, lineageLookup, parseTaxa, taxonTitle, usedTaxa } from './taxa.js';
+import { createTreeOfLife, describeTree } from './tree-of-life.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -12,6 +14,9 @@ function setStatus(el, text, isError = false) {
   el.textContent = text;
   el.classList.toggle('error', isError);
 }
+
+// The list select's entry for the tree of life (no list id looks like it).
+const TREE = ':tree-of-life';
 
 const FORMAT_NAMES = {
   taxon_com: 'taxon + common names', taxon: 'taxon names', sci: 'scientific names', com: 'common names', sci_com: 'scientific + common names',
@@ -26,15 +31,33 @@ const FORMAT_NAMES = {
  */
 export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha256, modelGeneration, onReady }) {
   let ready = false;
-  // The lineages of the taxa the worker uses now (null: plain labels), for the results.
+  // The lineages of the taxa the worker uses now (null: plain labels, or the tree of life,
+  // whose results come with their lineages), for the results.
   let lookup = null;
+  // Whether the tree of life is the labels in use, rather than the active list.
+  let treeInUse = false;
+  const tree = createTreeOfLife({ device, call });
+  // What the device keeps is read before labels are first applied.
+  const started = tree.start().then((inUse) => { treeInUse = inUse; renderLists(); }, () => {});
+
+  function useTree(inUse) {
+    if (treeInUse === inUse) return;
+    treeInUse = inUse;
+    tree.setInUse(inUse);
+  }
 
   function activeList() {
     return lists.lists[lists.active];
   }
 
-  /** Shows the editor for a plain list or for a taxa list. */
+  /** Shows the editor for a plain list or for a taxa list (none for the tree of life). */
   function showKind(list) {
+    $('list-editor').hidden = treeInUse;
+    $('list-delete').hidden = treeInUse;
+    if (treeInUse) {
+      $('labels-section').dataset.kind = 'tree';
+      return;
+    }
     const taxa = isTaxaList(list);
     $('labels-section').dataset.kind = taxa ? 'taxa' : 'plain';
     $('labels-label').textContent = taxa ? 'Taxa: a header line naming the columns, then one taxon per line' : 'Labels, one per line (paste many at once)';
@@ -55,7 +78,14 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
       option.textContent = `${list.name} (${listSize(list)})`;
       select.append(option);
     }
-    select.value = lists.active;
+    const available = tree.available();
+    if (available) {
+      const option = document.createElement('option');
+      option.value = TREE;
+      option.textContent = `Tree of life (${describeTree(available)})`;
+      select.append(option);
+    }
+    select.value = treeInUse && available ? TREE : lists.active;
     const list = activeList();
     showKind(list);
     $('list-name').value = list.name;
@@ -66,12 +96,14 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
 
   let labelTimer = null;
   let labelsVersion = 0;
-  /** Checks the active list and has the worker encode it. */
+  /** Checks the active list and has the worker encode it (or puts the tree of life in use). */
   async function applyLabels() {
+    await started;
     const list = activeList();
     saveLists(device, lists);
     ready = false;
     const version = ++labelsVersion;
+    if (treeInUse) return applyTree(version);
     if (isTaxaList(list)) return applyTaxa(list, version);
     if (list.labels.length === 0) return setStatus($('labels-status'), 'The label list is empty: add at least one label, one per line.', true);
     if (list.templates.length === 0) return setStatus($('labels-status'), 'Add a prompt template, e.g. "a photo of a {}."', true);
@@ -118,6 +150,37 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
   }
 
   /**
+   * The tree of life in use: the worker's, or the pack kept on the device. One that no longer
+   * reads was removed (said in its own status): the active list takes over.
+   */
+  async function applyTree(version) {
+    lookup = null;
+    const available = tree.available();
+    if (!available) {
+      useTree(false);
+      renderLists();
+      return applyLabels();
+    }
+    if (!modelLoaded()) return setStatus($('labels-status'), `Tree of life: ${describeTree(available)}. Load a model to use it.`);
+    setStatus($('labels-status'), `Tree of life: loading ${describeTree(available)}…`);
+    try {
+      const { restored } = await tree.activate();
+      if (version !== labelsVersion) return;
+      ready = true;
+      setStatus($('labels-status'), `Tree of life: ${describeTree(tree.available())} ready${restored ? ' (restored from this device)' : ''}.`);
+    } catch (e) {
+      if (version !== labelsVersion) return;
+      if (!tree.available()) {
+        $('tree-of-life').open = true;
+        useTree(false);
+        renderLists();
+        return applyLabels();
+      }
+      setStatus($('labels-status'), e.message, true);
+    }
+  }
+
+  /**
    * Has the worker encode a label set (`taxa`: the parsed taxa of a taxa list, else null);
    * returns how many prompts it has encoded so far.
    */
@@ -154,15 +217,22 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
   for (const id of ['list-name', 'labels', 'templates']) $(id).addEventListener('input', editedList);
   $('text-format').addEventListener('change', editedList);
 
-  /** Adds `list` as a new list and makes it the active one. */
+  /** Adds `list` as a new list and makes it the active one (the tree of life goes out of use). */
   function addList(list) {
+    useTree(false);
     const id = newId(lists);
     lists.lists[id] = list;
     lists.active = id;
     renderLists();
   }
 
-  $('list-select').addEventListener('change', () => { lists.active = $('list-select').value; renderLists(); applyLabels(); });
+  $('list-select').addEventListener('change', () => {
+    const value = $('list-select').value;
+    useTree(value === TREE);
+    if (value !== TREE) lists.active = value;
+    renderLists();
+    applyLabels();
+  });
   $('list-new').addEventListener('click', () => {
     addList({ name: 'My list', labels: [], templates: ['a photo of a {}.'] });
     applyLabels();
@@ -218,10 +288,49 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
 
   /** Switches to `list` (added as a new list unless it has the active list's labels) and applies it. */
   async function useList(list) {
+    useTree(false);
+    renderLists();
     const same = !isTaxaList(list) && activeLabels().labels.join('\n') === list.labels.join('\n');
     if (!same) addList(list);
     await applyLabels();
   }
+
+  // ---- the tree of life ----
+  $('tol-files').addEventListener('change', () => {
+    const files = [...$('tol-files').files];
+    $('tol-chosen').textContent = files.map((f) => f.name).join(', ');
+  });
+  $('tol-load').addEventListener('click', async () => {
+    if (!modelLoaded()) {
+      return setStatus($('tol-status'), "Load the BioCLIP model first (step 1): the tree of life's embeddings fit only the model they were made with.", true);
+    }
+    // Labels chosen while it loads stay in use (the worker gets them after it).
+    const version = labelsVersion;
+    $('tol-load').disabled = true;
+    try {
+      await tree.load([...$('tol-files').files], $('tol-filter').value.trim());
+    } catch (e) {
+      return setStatus($('tol-status'), `The tree of life could not be loaded: ${e.message}`, true);
+    } finally {
+      $('tol-load').disabled = false;
+    }
+    if (version === labelsVersion) {
+      useTree(true);
+      labelsVersion += 1;
+      lookup = null;
+      ready = true;
+      setStatus($('labels-status'), `Tree of life: ${describeTree(tree.available())} ready.`);
+    }
+    renderLists();
+  });
+  $('tol-remove').addEventListener('click', async () => {
+    if (!confirm('Remove the tree of life from this device?')) return;
+    await tree.remove();
+    const wasInUse = treeInUse;
+    useTree(false);
+    renderLists();
+    if (wasInUse) applyLabels();
+  });
 
   renderLists();
   applyLabels();
@@ -240,5 +349,7 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
      */
     taxaLookup: () => lookup,
     useList,
+    /** A progress report of the worker while it reads a tree of life. */
+    showTreeProgress: (progress) => tree.showProgress(progress),
   };
 }

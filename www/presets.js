@@ -12,7 +12,7 @@ const ANIMAL = ['Animalia'];
 
 export const PRESETS = {
   plants: {
-    name: 'Common plants (30)',
+    name: 'Common plants',
     template: 'a photo of {}.',
     taxa: [
       [...MAGNOLIOPSIDA, 'Asterales', 'Asteraceae', 'Helianthus', 'annuus', 'common sunflower'],
@@ -48,7 +48,7 @@ export const PRESETS = {
     ],
   },
   marine: {
-    name: 'Marine life (10)',
+    name: 'Marine life',
     template: 'a photo of {}.',
     taxa: [
       [...ANIMAL, 'Chordata', 'Actinopterygii', 'Perciformes', 'Pomacentridae', 'Amphiprion', 'ocellaris', 'clown anemonefish'],
@@ -64,7 +64,7 @@ export const PRESETS = {
     ],
   },
   biomedical: {
-    name: 'Cells, tissue and imaging (20)',
+    name: 'Cells, tissue and imaging',
     template: 'a microscopy image of {}.',
     labels: [
       'red blood cells', 'white blood cells', 'neutrophils', 'lymphocytes', 'platelets', 'epithelial cells',

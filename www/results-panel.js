@@ -308,10 +308,13 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
   zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('photo-files').click(); } });
   document.addEventListener('paste', (e) => classifyFiles([...e.clipboardData.files]));
 
-  /** Each species of a taxa result gets its lineage from the taxa list in use (kept with it). */
+  /**
+   * Each species of a taxa result gets its lineage from the taxa list in use (kept with it);
+   * against the tree of life the worker has added them.
+   */
   function withLineages(result) {
     const lookup = labels.taxaLookup();
-    for (const p of result.predictions) p.lineage = lookup?.(p.label, p.common_name) ?? null;
+    for (const p of result.predictions) p.lineage ??= lookup?.(p.label, p.common_name) ?? null;
   }
 
   /** What the CSV export keeps of a result. */

@@ -1,6 +1,7 @@
 // What the page keeps on the device: model files in the Origin Private File System (written in
 // chunks as they arrive, with a SHA-256 to check them on the way back), and everything else —
-// label lists, settings, per-model prompt embeddings, the last results — in IndexedDB.
+// label lists, settings, per-model prompt embeddings, the tree of life's label pack (a Blob
+// under the kv key 'treeOfLife', www/tree-of-life.js), the last results — in IndexedDB.
 // Where the browser allows no storage (some private modes, plain-http pages), `openDeviceStore`
 // returns a store that keeps things in memory for this visit and says why.
 

@@ -1,9 +1,12 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
 import { loadWasm } from './wasm.js';
+import { RANKS, nameAt } from './taxa.js';
 
 let Classifier;
 let GalleryIndex;
 let WeightsStream;
+let TreeOfLifeStream;
+let TaxaIndex;
 /** How the CPU backend runs (`{ threads, reason }`), for the page's status line. */
 let cpu;
 let classifier = null;
@@ -11,6 +14,10 @@ let classifier = null;
 let gallery = null;
 // The few-shot adapter in use (JSON), re-applied when the model is rebuilt on the CPU.
 let adapter = null;
+// pybioclip's tree-of-life taxa (#16): `{ index: TaxaIndex, filter, byName, active }`. Kept
+// while a list is in use (switching back is instant); `active` while photos are classified
+// against it instead of the labels. Model-free: a model change only re-checks its width.
+let tree = null;
 // Kept to rebuild the model on the CPU if the WebGPU device is lost: the weights and the label
 // set in use, plain `{ labels, templates }` or `{ taxa: { table, format, templates } }`.
 let source = null;
@@ -60,7 +67,7 @@ async function useBuild(backend) {
   const want = gpu || threadsUnavailable ? 'single' : 'threads';
   if (build === want) return;
   const loaded = await loadWasm(gpu ? 1 : undefined);
-  ({ Classifier, GalleryIndex, WeightsStream } = loaded.wasm);
+  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex } = loaded.wasm);
   cpu = loaded.cpu;
   build = cpu.threads > 1 ? 'threads' : 'single';
   if (!gpu && build === 'single') threadsUnavailable = true;
@@ -142,12 +149,125 @@ function applyPreprocess() {
   classifier.setPreprocess(preprocess === 'auto' ? modelPreprocess : preprocess);
 }
 
-/** One photo against the labels in use: taxa answer at a rank (`threshold`), plain labels not. */
+/**
+ * One photo against the labels in use: taxa (a list or the tree of life) answer at a rank
+ * (`threshold`), plain labels not.
+ */
 async function classifyPhoto(bytes, msg) {
-  if (classifier.taxonCount === 0) return classifier.classify(bytes, msg.topK);
   const threshold = Number.isFinite(msg.threshold) ? msg.threshold : 0.8;
+  if (tree?.active) {
+    const embedding = await classifier.embedImage(bytes);
+    const result = tree.index.classify(embedding, classifier.logitScale, threshold, msg.topK);
+    // The page has no table of these taxa to look lineages up in: they come with the result.
+    for (const p of result.predictions) p.lineage = treeLineage(p);
+    return { ...result, threshold };
+  }
+  if (classifier.taxonCount === 0) return classifier.classify(bytes, msg.topK);
   return { ...(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold };
 }
+
+/**
+ * A predicted species' lineage (`{ kingdom, …, species (the epithet), common_name }`), found by
+ * its label and common name as www/taxa.js `lineageLookup` does. The name → index map is made
+ * at the first photo (10,000 taxa at a time), holding numbers, not 400,000 lineages.
+ */
+function treeLineage(p) {
+  const { index } = tree;
+  if (!tree.byName) {
+    const byName = new Map();
+    for (let start = 0; start < index.size; start += 10000) {
+      index.taxa(start, Math.min(10000, index.size - start)).forEach((t, k) => {
+        const key = `${nameAt(t, 6)}\u0000${t.common_name}`;
+        if (!byName.has(key)) byName.set(key, start + k);
+      });
+    }
+    tree.byName = byName;
+  }
+  const i = tree.byName.get(`${p.label}\u0000${p.common_name ?? ''}`);
+  if (i === undefined) return null;
+  const [t] = index.taxa(i, 1);
+  return { ...Object.fromEntries(RANKS.map((r, k) => [r, t.ranks[k]])), common_name: t.common_name };
+}
+
+const formatMB = (bytes) => Math.round(bytes / 1e6).toLocaleString('en');
+
+/**
+ * Streams pybioclip's `txt_emb_species.npy` (a Blob, up to ~1 GB) into WebAssembly piece by
+ * piece, as `readWeights` does, keeping only the taxa within `filter`; returns the TaxaIndex.
+ */
+async function readTreeOfLife(blob, names, filter, progress) {
+  const stream = new TreeOfLifeStream(names, filter || undefined);
+  const reader = blob.stream().getReader();
+  const total = blob.size;
+  let shown = -Infinity;
+  try {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw failure('input', `${blob.name || 'The .npy file'} could not be read (${e.message || e}).`);
+      }
+      if (chunk.done) break;
+      stream.push(chunk.value);
+      if (stream.received - shown >= total / 100) {
+        shown = stream.received;
+        const kept = Number(stream.kept) || 0;
+        progress(`Reading the tree of life: ${formatMB(shown)} of ${formatMB(total)} MB${kept ? `, ${kept.toLocaleString('en')} taxa kept` : ''}`, shown / total);
+      }
+    }
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    try { stream.free(); } catch { /* after a trap */ }
+    throw outOfMemory(e);
+  }
+  try {
+    return stream.finish(); // consumes the stream, also when it throws
+  } catch (e) {
+    throw outOfMemory(e);
+  }
+}
+
+/** A trap while reading the tree is most likely the 4 GB WebAssembly memory running out. */
+function outOfMemory(e) {
+  if (!(e instanceof WebAssembly.RuntimeError || e instanceof RangeError)) return e;
+  return failure('input', `Reading the tree of life stopped (${e.message}), most likely for want of memory in this browser: choose a filter (e.g. Plantae) to keep fewer taxa.`);
+}
+
+/** Its embeddings must be as wide as the model's; the page cannot check more than that. */
+function checkTreeFits(dim) {
+  if (dim === classifier.embeddingSize) return;
+  throw failure('input', `The tree of life's embeddings have ${dim} numbers each and this model's have ${classifier.embeddingSize}: they fit only the BioCLIP model they were made with. Load that model in step 1.`);
+}
+
+/**
+ * Makes `index` the tree of life in use (the one before is freed). `pack`: also return its
+ * compact label pack for the page to keep on the device.
+ */
+function useTree(index, filter, pack) {
+  try {
+    checkTreeFits(index.dim);
+  } catch (e) {
+    index.free();
+    throw e;
+  }
+  dropTree();
+  tree = { index, filter: filter || '', byName: null, active: true };
+  const answer = { size: index.size, dim: index.dim, filter: tree.filter, modelId: classifier.modelId };
+  if (!pack) return answer;
+  const bytes = index.pack();
+  return transferring({ ...answer, pack: bytes }, [bytes.buffer]);
+}
+
+function dropTree() {
+  try { tree?.index.free(); } catch { /* already freed */ }
+  tree = null;
+}
+
+// A reply's buffers to hand over rather than copy (a label pack can be hundreds of MB).
+// Structured cloning leaves symbol-keyed properties out.
+const TRANSFER = Symbol('transfer');
+const transferring = (value, buffers) => Object.assign(value, { [TRANSFER]: buffers });
 
 /**
  * Frees the model in use now (its WebAssembly memory: hundreds of MB), rather than leaving it to
@@ -206,6 +326,8 @@ async function handle(msg) {
   switch (msg.type) {
     case 'load': {
       dropClassifier();
+      // The page puts it back in use (checking its width) once the model is built.
+      if (tree) tree.active = false;
       labels = null;
       adapter = null;
       await useBuild(msg.backend);
@@ -270,26 +392,58 @@ async function handle(msg) {
     }
     case 'labels': {
       need();
+      // A list chosen: the tree of life stays here, unused.
+      if (tree) tree.active = false;
       const set = msg.taxa ? { taxa: msg.taxa } : { labels: msg.labels, templates: msg.templates };
       const fresh = await applyLabels(set);
       labels = set;
       const embeds = fresh.length ? classifier.promptEmbeddings(fresh) : null;
       return { encodedPrompts: classifier.encodedPrompts, fresh, embeds };
     }
+    case 'treeOfLife': {
+      // pybioclip's pair: `npy` a Blob, streamed here; `names` the names JSON's bytes.
+      need();
+      const progress = (step, fraction) => self.postMessage({ treeProgress: { step, fraction } });
+      const index = await readTreeOfLife(msg.npy, new Uint8Array(msg.names), msg.filter, progress);
+      progress('Reading the tree of life: done', 1);
+      return useTree(index, msg.filter, msg.keep);
+    }
+    case 'treeOfLifeUse': {
+      // Back in use after a list or a model change; `present: false` when this worker has none
+      // (a new visit): the page then sends the pack it keeps.
+      need();
+      if (!tree) return { present: false };
+      checkTreeFits(tree.index.dim);
+      tree.active = true;
+      return { present: true, size: tree.index.size, dim: tree.index.dim, filter: tree.filter, modelId: classifier.modelId };
+    }
+    case 'treeOfLifeRestore': {
+      need();
+      let index;
+      try {
+        index = TaxaIndex.fromPack(new Uint8Array(msg.pack));
+      } catch (e) {
+        throw failure('storage', String(e?.message || e));
+      }
+      return useTree(index, msg.filter, false);
+    }
+    case 'treeOfLifeDrop':
+      dropTree();
+      return null;
     case 'classify': {
       need();
       const bytes = new Uint8Array(msg.bytes);
       const start = performance.now();
       try {
         const result = await classifyPhoto(bytes, msg);
-        return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null };
+        return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null && !tree?.active };
       } catch (e) {
         // Only a failing GPU moves the model to the CPU; a bad photo (or anything else) does not.
         if (classifier.backend !== 'webgpu' || !isDeviceError(e)) throw e;
         const message = String(e.message || e);
         await create('cpu');
         const result = await classifyPhoto(bytes, msg);
-        return { ...result, ms: performance.now() - start, backend: 'cpu', adapted: adapter !== null, switchedToCpu: message };
+        return { ...result, ms: performance.now() - start, backend: 'cpu', adapted: adapter !== null && !tree?.active, switchedToCpu: message };
       }
     }
     default:
@@ -310,7 +464,8 @@ self.onmessage = ({ data }) => {
   queue = queue.then(async () => {
     try {
       if (!build) await useBuild('webgpu');
-      self.postMessage({ id: data.id, ok: true, value: await handle(data) });
+      const value = await handle(data);
+      self.postMessage({ id: data.id, ok: true, value }, value?.[TRANSFER] ?? []);
     } catch (e) {
       self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e), kind: kindOf(e) });
     }

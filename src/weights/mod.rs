@@ -10,6 +10,8 @@
 mod assemble;
 mod config;
 mod layouts;
+#[cfg(not(target_arch = "wasm32"))]
+mod pytorch;
 mod reader;
 
 use std::collections::HashMap;
@@ -25,6 +27,8 @@ use reader::StoredTensor;
 
 pub use config::{architecture, Shapes};
 pub use reader::WeightsReader;
+#[cfg(not(target_arch = "wasm32"))]
+pub use pytorch::load_pytorch;
 pub(crate) use reader::to_f32;
 
 const CONVERT_HINT: &str = "Convert it to safetensors with Python: \

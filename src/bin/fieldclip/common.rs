@@ -39,11 +39,16 @@ pub fn err(e: Error) -> String {
 /// The weights file and its optional config file.
 pub fn resolve_weights(path: &Path) -> Result<(PathBuf, Option<PathBuf>), String> {
     let (file, dir) = if path.is_dir() {
-        let file = ["model.safetensors", "open_clip_model.safetensors", "model.fcpk"]
+        let file = ["model.safetensors", "open_clip_model.safetensors", "model.fcpk", "open_clip_pytorch_model.bin", "pytorch_model.bin"]
             .iter()
             .map(|n| path.join(n))
             .find(|p| p.is_file())
-            .ok_or_else(|| format!("{} holds no model.safetensors, open_clip_model.safetensors or model.fcpk", path.display()))?;
+            .ok_or_else(|| {
+                format!(
+                    "{} holds no model.safetensors, open_clip_model.safetensors, model.fcpk or open_clip_pytorch_model.bin",
+                    path.display()
+                )
+            })?;
         (file, path.to_path_buf())
     } else if path.is_file() {
         (path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default())
@@ -134,6 +139,14 @@ pub fn load(path: &Path, backend: Backend) -> Result<Session, String> {
     let (file, config) = resolve_weights(path)?;
     let config_bytes = config.as_deref().map(|c| read_file_as(c, FileKind::Config)).transpose()?;
     let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", file.display());
+    let (mut input, _) = open_regular(&file)?;
+    // A PyTorch zip checkpoint (BioCLIP's `open_clip_pytorch_model.bin`) is read as it is.
+    let mut magic = [0u8; 4];
+    if input.read(&mut magic).map_err(cannot_read)? == 4 && &magic == b"PK\x03\x04" {
+        let loaded = fieldclip::weights::load_pytorch(&file, config_bytes.as_deref()).map_err(|e| format!("{}: {e}", file.display()))?;
+        let model = ClipModel::from_loaded(loaded, &backend.device(), &mut |_, _| {}).map_err(|e| format!("{}: {e}", file.display()))?;
+        return Ok(Session::new(model));
+    }
     let (mut input, _) = open_regular(&file)?;
     let mut reader = WeightsReader::with_file_hash(false);
     let mut chunk = vec![0u8; 8 << 20];
