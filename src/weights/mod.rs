@@ -46,6 +46,8 @@ pub enum WeightsError {
     PyTorchPickle,
     #[error("This is a PyTorch zip checkpoint or a TorchScript archive, not a safetensors file. {CONVERT_HINT}")]
     PyTorchZip,
+    #[error("This PyTorch checkpoint cannot be read: {0}.")]
+    PyTorchCheckpoint(String),
     #[error("This is an ONNX or other protobuf model, not a safetensors file. fieldclip needs the PyTorch weights saved as safetensors (e.g. `model.safetensors` from Hugging Face).")]
     Onnx,
     #[error("This is not a safetensors file ({0}).")]

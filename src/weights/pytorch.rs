@@ -16,7 +16,7 @@ const STRIPPED_PREFIXES: [&str; 1] = ["module."];
 
 /// Reads a PyTorch checkpoint (a bare state dict, or one under `state_dict` / `model`).
 pub fn load_pytorch(path: &Path, config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
-    let unreadable = |e: pytorch_reader::PytorchError| WeightsError::NotSafetensors(format!("the PyTorch checkpoint cannot be read: {e}"));
+    let unreadable = |e: pytorch_reader::PytorchError| WeightsError::PyTorchCheckpoint(e.to_string());
     let mut reader = PytorchReader::new(path).map_err(unreadable)?;
     for key in ["state_dict", "model"] {
         if reader.get("visual.conv1.weight").is_none() && reader.keys().iter().all(|k| !k.contains('.')) {
@@ -34,7 +34,7 @@ pub fn load_pytorch(path: &Path, config_json: Option<&[u8]>) -> Result<LoadedWei
             // Integer buffers (e.g. position ids, attention masks) are not weights.
             _ => continue,
         };
-        let bytes = tensor.read().map_err(|e| WeightsError::NotSafetensors(format!("tensor `{name}` cannot be read: {e}")))?;
+        let bytes = tensor.read().map_err(|e| WeightsError::PyTorchCheckpoint(format!("tensor `{name}` cannot be read: {e}")))?;
         let name = STRIPPED_PREFIXES.iter().fold(name.as_str(), |n, p| n.strip_prefix(p).unwrap_or(n)).to_string();
         tensors.push((name, dtype, tensor.shape().to_vec(), bytes));
     }

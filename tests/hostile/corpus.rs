@@ -440,7 +440,9 @@ fn weights(c: &mut Corpus, tiny: &[u8]) {
     let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
     zip.extend_from_slice(b"archive/data.pkl");
     zip.extend_from_slice(&[0u8; 200]);
-    add(c, "zip-renamed.safetensors", "a zip archive (a PyTorch checkpoint) named .safetensors", "PyTorch zip checkpoint", &zip);
+    // The CLI tries it as a PyTorch checkpoint (and says it cannot be read); the page, which
+    // reads no PyTorch checkpoints, says what it is.
+    add(c, "zip-renamed.safetensors", "a damaged zip archive (a PyTorch checkpoint) named .safetensors", "PyTorch", &zip);
 }
 
 // ---- label lists ----
