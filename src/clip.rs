@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::model::{Clip, Placement, TextOutput, TextTransformer, VisionOutput, VisionTransformer};
+use crate::model::{Clip, MapVariant, PatchOutput, Placement, TextOutput, TextTransformer, VisionOutput, VisionTransformer};
 use crate::preprocess::{self, Pipeline, PreprocessConfig};
 use crate::tokenizer::{ClipTokenizer, Tokens};
 use crate::weights::{self, Layout, WeightsInfo};
@@ -111,6 +111,16 @@ impl ClipModel {
 
     /// Runs the vision tower on preprocessed images (each `3·S·S`; at least one).
     pub fn encode_images(&self, pixels: &[Vec<f32>]) -> Result<VisionOutput, Error> {
+        Ok(self.model.vision.forward(self.pixel_tensor(pixels)?)?)
+    }
+
+    /// Like `encode_images`, and also the patch embeddings of `variant` (one pass, see
+    /// `model::patches`).
+    pub fn encode_images_with_patches(&self, pixels: &[Vec<f32>], variant: MapVariant) -> Result<PatchOutput, Error> {
+        Ok(self.model.vision.forward_with_patches(self.pixel_tensor(pixels)?, variant)?)
+    }
+
+    fn pixel_tensor(&self, pixels: &[Vec<f32>]) -> Result<Tensor<4>, Error> {
         let s = self.preprocess.image_size;
         if pixels.is_empty() {
             return Err(crate::model::ModelInputError::EmptyBatch.into());
@@ -119,8 +129,7 @@ impl ClipModel {
             return Err(Error::PixelCount { expected: 3 * s * s, found: bad.len() });
         }
         let flat: Vec<f32> = pixels.iter().flatten().copied().collect();
-        let input = Tensor::<4>::from_data(TensorData::new(flat, [pixels.len(), 3, s, s]), &self.device);
-        Ok(self.model.vision.forward(input)?)
+        Ok(Tensor::<4>::from_data(TensorData::new(flat, [pixels.len(), 3, s, s]), &self.device))
     }
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>, Error> {

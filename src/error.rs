@@ -74,6 +74,8 @@ pub enum Error {
     CheckPart { part: usize, parts: usize },
     #[error("There is no text to embed: give at least one.")]
     NoTexts,
+    #[error("`{0}` is not one of the labels in use, so it has no map: pick one from the list.")]
+    NotALabel(String),
 }
 
 /// What kind of failure an `Error` is: the page decides on this (a device error moves the model
@@ -126,6 +128,7 @@ impl Error {
             | Error::AdapterLabels { .. }
             | Error::InvalidFile { .. }
             | Error::PromptNotEncoded(_)
+            | Error::NotALabel(_)
             | Error::PixelCount { .. }
             | Error::RowCount { .. }
             | Error::LabelIndex { .. }

@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod clip;
 pub mod error;
 pub mod fingerprint;
+pub mod heatmap;
 pub mod model;
 pub mod pack;
 pub mod pack_format;

@@ -14,6 +14,8 @@ use serde::Serialize;
 use crate::adapter::{Adapter, LeaveOneOut, DEFAULT_PROBE_L2};
 use crate::clip::{ensemble_labels, normalize_rows, predictions, read_async, zero_shot_logits, ClipModel, Prediction, Template};
 use crate::error::Error;
+use crate::heatmap::{Explanation, LabelMap, PatchEmbeddings};
+use crate::model::MapVariant;
 use crate::search::{Gallery, Hit};
 use crate::taxonomy::{self, TaxaResult, Taxon, TextFormat};
 
@@ -457,6 +459,60 @@ impl Session {
         }
         let embed = self.embed_image(image).await?;
         self.classify_embedding(&embed)
+    }
+
+    /// L2-normalised image embeddings (as `embed_pixels`) and the patch embeddings of
+    /// `variant`, from one forward pass, one pair per image.
+    pub async fn embed_pixels_with_patches(
+        &self,
+        images: &[Vec<f32>],
+        variant: MapVariant,
+    ) -> Result<Vec<(Vec<f32>, PatchEmbeddings)>, Error> {
+        let dim = self.dim();
+        let out = self.model.encode_images_with_patches(images, variant)?;
+        let mut embeds = read_async(out.image.embeds).await?;
+        normalize_rows(&mut embeds, dim);
+        let patches = read_async(out.patch_embeds).await?;
+        let per_image = out.grid[0] * out.grid[1] * dim;
+        Ok(embeds
+            .chunks_exact(dim)
+            .zip(patches.chunks_exact(per_image))
+            .map(|(e, p)| (e.to_vec(), PatchEmbeddings { grid: out.grid, dim, values: p.to_vec() }))
+            .collect())
+    }
+
+    /// The ensembled, normalised text embedding of a label in use.
+    pub fn label_embedding(&self, label: &str) -> Result<&[f32], Error> {
+        let index = self.labels.iter().position(|l| l == label).ok_or_else(|| Error::NotALabel(label.to_string()))?;
+        Ok(&self.label_embeds[index * self.dim()..(index + 1) * self.dim()])
+    }
+
+    /// Classifies preprocessed pixels and maps where each of `labels` matches, in one pass.
+    /// No labels: the map of the best label. The maps use the labels' zero-shot text
+    /// embeddings (templates ensembled), also when an adapter changes the predictions.
+    pub async fn explain_pixels(&self, pixels: Vec<f32>, labels: &[String], variant: MapVariant) -> Result<Explanation, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        let texts: Vec<&[f32]> = labels.iter().map(|l| self.label_embedding(l)).collect::<Result<_, _>>()?;
+        let (embed, patches) = self.embed_pixels_with_patches(&[pixels], variant).await?.pop().ok_or(Error::ModelInput(crate::model::ModelInputError::EmptyBatch))?;
+        let predictions = self.classify_embedding(&embed)?;
+        let maps = if labels.is_empty() {
+            let best = &predictions[0].label;
+            vec![LabelMap { text: best.clone(), cosine: patches.cosine(self.label_embedding(best)?) }]
+        } else {
+            labels.iter().zip(texts).map(|(l, t)| LabelMap { text: l.clone(), cosine: patches.cosine(t) }).collect()
+        };
+        Ok(Explanation { variant: variant.name(), grid: patches.grid, predictions, maps })
+    }
+
+    /// `explain_pixels` for an image file's bytes.
+    pub async fn explain(&self, image: &[u8], labels: &[String], variant: MapVariant) -> Result<Explanation, Error> {
+        if self.labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        let pixels = self.model.pixels(image)?;
+        self.explain_pixels(pixels, labels, variant).await
     }
 
     /// The `k` photos of `gallery` most like `query`, best first.

@@ -91,27 +91,47 @@ impl ResidualAttentionBlock {
 
     /// `x`: `[batch, tokens, width]`. `causal` masks attention to later tokens (text tower).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.attention(self.ln_1.forward(x), causal);
-        // fc1 applies the activation (fused into the matmul where it can be).
-        let h = self.fc1.forward(self.ln_2.forward(x.clone()));
-        x + self.fc2.forward(h)
+        let heads = self.heads_qkv(x.clone());
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let context = attention(heads.q, heads.k, heads.v, None, None, options);
+        self.feed_forward(x + self.out_projection(context))
     }
 
-    fn attention(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+    /// `ln_1(x)` projected to queries, keys and values, split into heads (computed once and
+    /// shared when the patch maps reuse the last block's attention, see `patches`).
+    pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
         let [batch, tokens, width] = x.dims();
         let head_dim = width / self.heads;
         // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim]
         let qkv = self
             .qkv
-            .forward(x)
+            .forward(self.ln_1.forward(x))
             .reshape([batch, tokens, 3, self.heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, self.heads, tokens, head_dim]);
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let context = attention(part(0), part(1), part(2), None, None, options);
-        let context = context.swap_dims(1, 2).reshape([batch, tokens, width]);
-        self.out_proj.forward(context)
+        HeadsQkv { q: part(0), k: part(1), v: part(2) }
     }
+
+    /// Per-head attention output `[batch, heads, tokens, head_dim]` → heads concatenated in
+    /// order → `out_proj`: `[batch, tokens, width]`.
+    pub fn out_projection(&self, context: Tensor<4>) -> Tensor<3> {
+        let [batch, heads, tokens, head_dim] = context.dims();
+        self.out_proj.forward(context.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim]))
+    }
+
+    /// The block's second half: `y + mlp(ln_2(y))`.
+    pub fn feed_forward(&self, y: Tensor<3>) -> Tensor<3> {
+        // fc1 applies the activation (fused into the matmul where it can be).
+        let h = self.fc1.forward(self.ln_2.forward(y.clone()));
+        y + self.fc2.forward(h)
+    }
+}
+
+/// One block's queries, keys and values, each `[batch, heads, tokens, head_dim]`.
+pub struct HeadsQkv {
+    pub q: Tensor<4>,
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
 }
 
 /// A stack of blocks.
@@ -125,10 +145,19 @@ impl Transformer {
         Self { blocks: blocks.into_iter().map(|b| ResidualAttentionBlock::new(b, config, at)).collect() }
     }
 
-    pub fn forward(&self, mut x: Tensor<3>, causal: bool) -> Tensor<3> {
-        for block in &self.blocks {
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        self.forward_first(x, self.blocks.len(), causal)
+    }
+
+    /// The first `n` blocks only.
+    pub fn forward_first(&self, mut x: Tensor<3>, n: usize, causal: bool) -> Tensor<3> {
+        for block in &self.blocks[..n.min(self.blocks.len())] {
             x = block.forward(x, causal);
         }
         x
+    }
+
+    pub fn blocks(&self) -> &[ResidualAttentionBlock] {
+        &self.blocks
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod dense;
 pub mod host_matrix;
 pub mod packed;
+pub mod patches;
 pub mod text;
 pub mod vision;
 
@@ -14,6 +15,7 @@ pub use dense::{Dense, EmbeddingTable, Placement};
 pub use host_matrix::HostMatrix;
 pub use config::{Activation, ClipConfig, TextConfig, TransformerConfig, VisionConfig};
 pub use text::{TextOutput, TextTransformer, TextWeights};
+pub use patches::{MapAttention, MapVariant, PatchOutput};
 pub use vision::{VisionOutput, VisionTransformer, VisionWeights};
 
 /// Input a tower cannot take. Checked before any tensor is built, so a caller's mistake is an
@@ -30,6 +32,8 @@ pub enum ModelInputError {
     PooledPosition { index: usize, len: usize },
     #[error("Token id {id} is outside the vocabulary of {vocab}.")]
     TokenId { id: u32, vocab: usize },
+    #[error("This model's vision tower has no transformer blocks, so it has no patch map.")]
+    NoBlocks,
 }
 
 /// Both towers and the learned temperature.

@@ -41,14 +41,14 @@ impl VisionWeights {
 pub struct VisionTransformer {
     /// The stride-`patch` convolution written as one matmul over flattened patches
     /// (weight `[width, 3·patch·patch]`): same result, and it runs as a plain GEMM on every backend.
-    patch_embedding: Dense,
-    class_embedding: Tensor<3>,
-    position_embedding: Tensor<3>,
-    ln_pre: LayerNorm,
-    transformer: Transformer,
-    ln_post: LayerNorm,
-    projection: Dense,
-    config: VisionConfig,
+    pub(super) patch_embedding: Dense,
+    pub(super) class_embedding: Tensor<3>,
+    pub(super) position_embedding: Tensor<3>,
+    pub(super) ln_pre: LayerNorm,
+    pub(super) transformer: Transformer,
+    pub(super) ln_post: LayerNorm,
+    pub(super) projection: Dense,
+    pub(super) config: VisionConfig,
 }
 
 /// Output of the image encoder for a batch.
@@ -81,6 +81,15 @@ impl VisionTransformer {
     /// `pixels`: `[batch ≥ 1, 3, image_size, image_size]`, already normalised; any other
     /// shape is an error (not a panic inside burn).
     pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput, ModelInputError> {
+        let x = self.transformer.forward(self.tokens(pixels)?, false);
+        let [batch, _, width] = x.dims();
+        let cls = x.narrow(1, 0, 1).reshape([batch, width]);
+        Ok(self.pool(cls))
+    }
+
+    /// The transformer's input: patches embedded, class token, positions, `ln_pre`;
+    /// `[batch, 1 + rows·cols, width]`.
+    pub(super) fn tokens(&self, pixels: Tensor<4>) -> Result<Tensor<3>, ModelInputError> {
         let [batch, channels, height, width_px] = pixels.dims();
         let size = self.config.image_size;
         if batch == 0 {
@@ -100,10 +109,19 @@ impl VisionTransformer {
         let tokens = self.patch_embedding.forward(patches);
         let class = self.class_embedding.clone().expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, tokens], 1) + self.position_embedding.clone();
-        let x = self.transformer.forward(self.ln_pre.forward(x), false);
-        let cls = x.narrow(1, 0, 1).reshape([batch, width]);
+        Ok(self.ln_pre.forward(x))
+    }
+
+    /// The class token after the last block → `post_layernorm` → projection.
+    pub(super) fn pool(&self, cls: Tensor<2>) -> VisionOutput {
         let pooled = self.ln_post.forward(cls);
         let embeds = self.projection.forward(pooled.clone());
-        Ok(VisionOutput { pooled, embeds })
+        VisionOutput { pooled, embeds }
+    }
+
+    /// The patch grid, `[rows, cols]` (row-major, as the patch convolution flattens it).
+    pub fn grid(&self) -> [usize; 2] {
+        let cells = self.config.image_size / self.config.patch_size;
+        [cells, cells]
     }
 }
