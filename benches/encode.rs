@@ -191,6 +191,11 @@ fn main() {
     let pixel_paths: Vec<PathBuf> = IMAGES.iter().map(|n| data(&format!("tiny/pixels/{n}.npy"))).collect();
     let pixels: Vec<Vec<f32>> = pixel_paths.iter().map(npy).collect();
     let tokens = model.tokenize(&PROMPTS).unwrap();
+    // `cargo bench --bench encode -- heatmap`: only the heat-map cost (#15).
+    if std::env::args().any(|a| a == "heatmap") {
+        heatmap_cost(&model, &pixels, &tokens);
+        return;
+    }
 
     let ours = [
         ("image embed, batch 1", median_ms(|| drop(read(model.encode_images(&pixels[..1]).unwrap().embeds).unwrap()))),
@@ -220,5 +225,65 @@ fn main() {
     match reference {
         Ok(r) => println!("PyTorch {} / transformers {}, same machine, same run", r["torch"], r["transformers"]),
         Err(e) => println!("PyTorch reference not measured: {e}. Set FIELDCLIP_TORCH_PYTHON to a Python with torch + transformers."),
+    }
+}
+
+/// What a heat-map adds to classifying (#15): classification alone (image embedding read back,
+/// logits against 30 labels) against classification with the top label's map from the same pass
+/// (`encode_images_with_patches`: image and patch embeddings read back, logits, one cosine map
+/// per photo). The two alternate in rounds (A B A B…) so machine drift hits both; medians of 15.
+fn heatmap_cost(model: &ClipModel, pixels: &[Vec<f32>], tokens: &[fieldclip::tokenizer::Tokens]) {
+    use fieldclip::clip::{normalize_rows, zero_shot_logits};
+    use fieldclip::heatmap::PatchEmbeddings;
+    use fieldclip::model::MapVariant;
+    let dim = model.info.config.projection_dim;
+    let mut labels = read(model.encode_tokens(tokens).unwrap().embeds).unwrap();
+    normalize_rows(&mut labels, dim);
+    let scale = model.logit_scale_exp();
+    let classify = |batch: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        let mut e = read(model.encode_images(batch).unwrap().embeds).unwrap();
+        normalize_rows(&mut e, dim);
+        e.chunks_exact(dim).map(|row| zero_shot_logits(row, &labels, scale)).collect()
+    };
+    let explain = |batch: &[Vec<f32>], variant: MapVariant| -> Vec<Vec<f32>> {
+        let out = model.encode_images_with_patches(batch, variant).unwrap();
+        let grid = out.grid;
+        let mut e = read(out.image.embeds).unwrap();
+        normalize_rows(&mut e, dim);
+        let patches = read(out.patch_embeds).unwrap();
+        let cells = grid[0] * grid[1];
+        e.chunks_exact(dim)
+            .zip(patches.chunks_exact(cells * dim))
+            .map(|(row, p)| {
+                let logits = zero_shot_logits(row, &labels, scale);
+                let best = logits.iter().enumerate().fold(0, |b, (i, v)| if *v > logits[b] { i } else { b });
+                let patches = PatchEmbeddings { grid, dim, values: p.to_vec() };
+                patches.cosine(&labels[best * dim..(best + 1) * dim])
+            })
+            .collect()
+    };
+    println!("\nheat-map cost, full-size ViT-B/32, f32, CPU (burn flex), medians of 15 alternating rounds");
+    println!("| | classify | classify + top label's map | ratio |");
+    println!("| --- | --- | --- | --- |");
+    for (name, batch) in [("batch 1", &pixels[..1]), ("batch 8", pixels)] {
+        for variant in [MapVariant::CLEARCLIP, MapVariant::PLAIN] {
+            for _ in 0..3 {
+                classify(batch);
+                explain(batch, variant);
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..15 {
+                let t = Instant::now();
+                drop(classify(batch));
+                a.push(t.elapsed().as_secs_f64() * 1000.0);
+                let t = Instant::now();
+                drop(explain(batch, variant));
+                b.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            a.sort_by(f64::total_cmp);
+            b.sort_by(f64::total_cmp);
+            let (ma, mb) = (a[7], b[7]);
+            println!("| {name}, {} | {ma:.1} ms | {mb:.1} ms | {:.3}× |", variant.name(), mb / ma);
+        }
     }
 }

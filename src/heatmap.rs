@@ -46,6 +46,9 @@ pub struct Explanation {
     pub grid: [usize; 2],
     pub predictions: Vec<Prediction>,
     pub maps: Vec<LabelMap>,
+    /// The photo's normalised image embedding (for taxa, galleries).
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
 }
 
 /// `map` (`grid`, row-major) resized to `width × height` bilinearly with the cell centres at

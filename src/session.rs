@@ -503,7 +503,7 @@ impl Session {
         } else {
             labels.iter().zip(texts).map(|(l, t)| LabelMap { text: l.clone(), cosine: patches.cosine(t) }).collect()
         };
-        Ok(Explanation { variant: variant.name(), grid: patches.grid, predictions, maps })
+        Ok(Explanation { variant: variant.name(), grid: patches.grid, predictions, maps, embedding: embed })
     }
 
     /// `explain_pixels` for an image file's bytes.

@@ -154,6 +154,37 @@ struct ClassifyResult {
     predictions: Vec<crate::Prediction>,
 }
 
+#[derive(Serialize)]
+struct MapJs<'a> {
+    text: &'a str,
+    cosine: &'a [f32],
+    min: f32,
+    max: f32,
+}
+
+#[derive(Serialize)]
+struct ExplainResult<'a> {
+    variant: &'a str,
+    grid: [usize; 2],
+    predictions: &'a [crate::Prediction],
+    maps: Vec<MapJs<'a>>,
+}
+
+fn map_variant(name: &str) -> Result<crate::model::MapVariant, JsValue> {
+    if name.trim().is_empty() {
+        return Ok(crate::model::MapVariant::default());
+    }
+    crate::model::MapVariant::parse(name).ok_or_else(|| {
+        failure(ErrorKind::Input, &format!("Unknown map variant `{name}`: use clearclip, maskclip, sclip, vanilla or plain."))
+    })
+}
+
+/// The heat-maps' colour map (viridis): 256 RGB triples, 768 bytes.
+#[wasm_bindgen(js_name = colourTable)]
+pub fn colour_table() -> Vec<u8> {
+    crate::heatmap::colour_table()
+}
+
 /// One species in `classifyTaxa`'s result.
 #[derive(Serialize)]
 struct TaxonPrediction {
@@ -359,6 +390,68 @@ impl Classifier {
         let mut predictions = self.session.classify(&image).await.map_err(js_error)?;
         predictions.truncate(top_k.max(1));
         to_js(&ClassifyResult { predictions })
+    }
+
+    /// Classifies one image file's bytes and maps where labels match it, in one pass (#15):
+    /// `{variant, grid: [rows, cols], predictions: [{label, probability, logit}] (best first, at
+    /// most top_k), maps: [{text, cosine: [rows·cols, row-major], min, max}], taxa?}`. `labels`:
+    /// labels in use to map (none: the best one). `variant`: `clearclip` (default when empty),
+    /// `maskclip`, `sclip`, `vanilla`, `plain`. With taxa in use and a `threshold`, `taxa` is
+    /// `classifyTaxa`'s result for the same photo.
+    pub async fn explain(
+        &self,
+        image: Vec<u8>,
+        labels: Vec<String>,
+        variant: String,
+        top_k: usize,
+        threshold: Option<f64>,
+    ) -> Result<JsValue, JsValue> {
+        let variant = map_variant(&variant)?;
+        let pixels = self.session.model().pixels(&image).map_err(js_error)?;
+        self.explained(pixels, labels, variant, top_k, threshold).await
+    }
+
+    /// `explain` for already preprocessed pixels (`3·S·S`, channel-major).
+    #[wasm_bindgen(js_name = explainPixels)]
+    pub async fn explain_pixels(&self, pixels: Vec<f32>, labels: Vec<String>, variant: String) -> Result<JsValue, JsValue> {
+        let variant = map_variant(&variant)?;
+        self.explained(pixels, labels, variant, usize::MAX, None).await
+    }
+
+    /// The L2-normalised patch embeddings of `variant` for preprocessed pixels (`3·S·S`):
+    /// `rows·cols × dim` values, row-major over the patch grid.
+    #[wasm_bindgen(js_name = patchEmbeddings)]
+    pub async fn patch_embeddings(&self, pixels: Vec<f32>, variant: String) -> Result<Vec<f32>, JsValue> {
+        let variant = map_variant(&variant)?;
+        let mut out = self.session.embed_pixels_with_patches(&[pixels], variant).await.map_err(js_error)?;
+        Ok(out.pop().map(|(_, p)| p.values).unwrap_or_default())
+    }
+
+    async fn explained(
+        &self,
+        pixels: Vec<f32>,
+        labels: Vec<String>,
+        variant: crate::model::MapVariant,
+        top_k: usize,
+        threshold: Option<f64>,
+    ) -> Result<JsValue, JsValue> {
+        let mut explained = self.session.explain_pixels(pixels, &labels, variant).await.map_err(js_error)?;
+        explained.predictions.truncate(top_k.max(1));
+        let maps: Vec<MapJs> = explained
+            .maps
+            .iter()
+            .map(|m| {
+                let (min, max) = crate::heatmap::range(&m.cosine);
+                MapJs { text: &m.text, cosine: &m.cosine, min, max }
+            })
+            .collect();
+        let out = to_js(&ExplainResult { variant: &explained.variant, grid: explained.grid, predictions: &explained.predictions, maps })?;
+        if let (Some(threshold), Some(taxa)) = (threshold, self.session.taxa()) {
+            let result = self.session.classify_taxa(&explained.embedding, threshold).map_err(js_error)?;
+            let taxa_js = taxa_result_js(result, taxa, top_k.min(1000))?;
+            let _ = js_sys::Reflect::set(&out, &JsValue::from_str("taxa"), &taxa_js);
+        }
+        Ok(out)
     }
 
     /// The L2-normalised embedding of an image file.

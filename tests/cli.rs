@@ -496,3 +496,73 @@ fn a_pytorch_checkpoint_loads_to_the_same_outputs_as_its_safetensors() {
     assert_ne!(code, 0);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Pearson correlation of two maps.
+fn correlation(a: &[f32], b: &[f32]) -> f32 {
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let (ma, mb) = (mean(a), mean(b));
+    let cov: f32 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let sa: f32 = a.iter().map(|x| (x - ma).powi(2)).sum::<f32>().sqrt();
+    let sb: f32 = b.iter().map(|y| (y - mb).powi(2)).sum::<f32>().sqrt();
+    cov / (sa * sb)
+}
+
+#[test]
+fn explain_prints_maps_in_the_documented_shape_and_writes_overlays() {
+    let oracle = json("heatmap/tiny.json");
+    let prompts: Vec<&str> = oracle["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
+    let image_index = oracle["images"].as_array().unwrap().iter().position(|i| i["file"] == "images/chelsea.png").unwrap();
+    let broken = temp_dir("explain-broken").join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n cut off").unwrap();
+    let (weights, chelsea, broken) = (path("tiny"), path("images/chelsea.png"), string(&broken));
+    let mut args = vec!["explain", "--weights", &weights, "--image", &chelsea, "--image", &broken, "--json"];
+    for p in &prompts[..3] {
+        args.extend(["--text", p]);
+    }
+    let (code, stdout, stderr) = fieldclip(&args);
+    assert_eq!(code, 1, "a broken photo makes the exit code 1: {stderr}");
+    assert!(stderr.contains("broken.png"), "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["images", "variant"]);
+    assert_eq!(out["variant"], "clearclip");
+    let images = out["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "the broken photo is left out");
+    let keys: Vec<&String> = images[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["grid", "maps", "path"]);
+    assert_eq!(images[0]["path"], chelsea);
+    assert_eq!(images[0]["grid"], serde_json::json!([7, 7]));
+    let maps = images[0]["maps"].as_array().unwrap();
+    assert_eq!(maps.len(), 3);
+    let want = rows(&oracle["variants"]["ClearCLIP"]["images"][image_index]["cosine_maps"]);
+    for (i, map) in maps.iter().enumerate() {
+        let keys: Vec<&String> = map.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["cosine", "text"]);
+        assert_eq!(map["text"], prompts[i], "--text is the prompt as given");
+        let cosine = floats(&map["cosine"]);
+        assert_eq!(cosine.len(), 49);
+        // From the PNG file (our decoding and resize, not the oracle's pixels): the same map,
+        // up to the pixel differences of the two resizers.
+        let r = correlation(&cosine, &want[i]);
+        assert!(r >= 0.99, "prompt {i}: correlation with the oracle's map {r}");
+        // Measured: 1.9e-4 (the resizers differ by ~1e-6 per pixel on this PNG).
+        assert!(max_abs_diff(&cosine, &want[i]) < 1e-3, "prompt {i}");
+    }
+
+    // -o: one PNG per photo and label, the model's view (224×224) with the map over it.
+    let dir = temp_dir("explain-out");
+    let (dir_s, labels) = (string(&dir), ["cat", "rocket"]);
+    let (code, stdout, stderr) = fieldclip(&[
+        "explain", "--weights", &weights, "--image", &chelsea, "--label", labels[0], "--label", labels[1],
+        "--variant", "plain", "-o", &dir_s,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut written: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    written.sort();
+    assert_eq!(written, ["chelsea-cat.png", "chelsea-rocket.png"], "{stdout}");
+    let overlay = image::open(dir.join("chelsea-cat.png")).unwrap().to_rgb8();
+    assert_eq!(overlay.dimensions(), (224, 224));
+    let (code, _, stderr) = fieldclip(&["explain", "--weights", &weights, "--image", &chelsea, "--text", "x", "--variant", "gradcam"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown variant `gradcam`"), "{stderr}");
+}

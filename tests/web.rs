@@ -297,3 +297,94 @@ async fn streamed_q8_pack_loads_on_cpu_and_webgpu() {
     let mut stream = WeightsStream::new(false);
     assert!(stream.push(b"\x80\x02}q\x00(X").is_err());
 }
+
+/// The ClearCLIP oracle (`tests/data/heatmap`) for one tiny model: its files and the 10 images'
+/// pixels in the oracle's order.
+struct MapCase {
+    weights: &'static [u8],
+    config: &'static [u8],
+    oracle: &'static [u8],
+    pixels: [(&'static str, &'static [u8]); 10],
+}
+
+macro_rules! pixels {
+    ($dir:literal) => {
+        [
+            ("astronaut", include_bytes!(concat!("data/", $dir, "/pixels/astronaut.npy"))),
+            ("astronaut_wide", include_bytes!(concat!("data/", $dir, "/pixels/astronaut_wide.npy"))),
+            ("camera_gray", include_bytes!(concat!("data/", $dir, "/pixels/camera_gray.npy"))),
+            ("chelsea", include_bytes!(concat!("data/", $dir, "/pixels/chelsea.npy"))),
+            ("chelsea_small", include_bytes!(concat!("data/", $dir, "/pixels/chelsea_small.npy"))),
+            ("coffee", include_bytes!(concat!("data/", $dir, "/pixels/coffee.npy"))),
+            ("coffee_alpha", include_bytes!(concat!("data/", $dir, "/pixels/coffee_alpha.npy"))),
+            ("ihc_tall", include_bytes!(concat!("data/", $dir, "/pixels/ihc_tall.npy"))),
+            ("logo_rgba", include_bytes!(concat!("data/", $dir, "/pixels/logo_rgba.npy"))),
+            ("rocket", include_bytes!(concat!("data/", $dir, "/pixels/rocket.npy"))),
+        ]
+    };
+}
+
+fn map_cases() -> [MapCase; 2] {
+    [
+        MapCase { weights: WEIGHTS, config: CONFIG, oracle: include_bytes!("data/heatmap/tiny.json"), pixels: pixels!("tiny") },
+        MapCase {
+            weights: include_bytes!("data/openclip_tiny/model.safetensors"),
+            config: include_bytes!("data/openclip_tiny/open_clip_config.json"),
+            oracle: include_bytes!("data/heatmap/openclip_tiny.json"),
+            pixels: pixels!("openclip_tiny"),
+        },
+    ]
+}
+
+/// Patch embeddings and cosine maps of the five variants users pick from, for both tiny models
+/// and all 10 oracle images, against ClearCLIP's reference code.
+async fn check_maps(backend: &str, atol: f32) {
+    for case in map_cases() {
+        let oracle: Value = serde_json::from_slice(case.oracle).unwrap();
+        let mut classifier = Classifier::create(case.weights.to_vec(), Some(case.config.to_vec()), backend.into(), None)
+            .await
+            .unwrap_or_else(|_| panic!("create on {backend}"));
+        let dim = classifier.embedding_size();
+        let prompts: Vec<String> =
+            oracle["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap().to_string()).collect();
+        classifier.set_labels(prompts.clone(), vec!["{}".into()]).await.unwrap_or_else(|_| panic!("set labels"));
+        for (key, name) in [("ClearCLIP", "clearclip"), ("MaskCLIP", "maskclip"), ("SCLIP", "sclip"), ("vanilla", "vanilla"), ("vanilla_residual", "plain")] {
+            let (mut worst_patch, mut worst_map) = (0.0f32, 0.0f32);
+            for (i, want) in oracle["variants"][key]["images"].as_array().unwrap().iter().enumerate() {
+                let (stem, npy) = case.pixels[i];
+                assert_eq!(want["file"].as_str().unwrap().rsplit('/').next().unwrap().split('.').next().unwrap(), stem);
+                let pixels = npy_f32(npy);
+                let patches = classifier.patch_embeddings(pixels.clone(), name.into()).await.unwrap_or_else(|_| panic!("patches"));
+                let want_patches: Vec<f32> = want["patch_embeds"].as_array().unwrap().iter().flat_map(floats).collect();
+                worst_patch = worst_patch.max(max_abs_diff(&patches, &want_patches));
+                assert_eq!(patches.len() % dim, 0);
+
+                let explained = classifier.explain_pixels(pixels, prompts.clone(), name.into()).await.unwrap_or_else(|_| panic!("explain"));
+                let explained: Value = serde_wasm_bindgen::from_value(explained).unwrap();
+                assert_eq!(explained["variant"], name);
+                assert_eq!(explained["grid"], oracle["grid"]);
+                for (t, map) in explained["maps"].as_array().unwrap().iter().enumerate() {
+                    assert_eq!(map["text"], prompts[t].as_str());
+                    worst_map = worst_map.max(max_abs_diff(&floats(&map["cosine"]), &floats(&want["cosine_maps"][t])));
+                }
+            }
+            web_sys::console::log_1(&format!("{backend} {key}: patch embeddings {worst_patch:.1e}, maps {worst_map:.1e}").into());
+            assert!(worst_patch <= atol, "{backend} {key}: patch embeddings differ by {worst_patch}");
+            assert!(worst_map <= atol, "{backend} {key}: cosine maps differ by {worst_map}");
+        }
+        let err = classifier.explain_pixels(npy_f32(case.pixels[0].1), vec!["no such label".into()], "".into()).await;
+        assert_eq!(kind(err), "input");
+        let err = classifier.explain_pixels(npy_f32(case.pixels[0].1), vec![], "gradcam".into()).await;
+        assert_eq!(kind(err), "input");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn heat_maps_on_cpu_match_clearclip() {
+    check_maps("cpu", 1e-4).await;
+}
+
+#[wasm_bindgen_test]
+async fn heat_maps_on_webgpu_match_clearclip() {
+    check_maps("webgpu", 1e-3).await;
+}

@@ -11,6 +11,8 @@ mod common;
 #[cfg(not(target_arch = "wasm32"))]
 mod embed;
 #[cfg(not(target_arch = "wasm32"))]
+mod explain;
+#[cfg(not(target_arch = "wasm32"))]
 mod index;
 #[cfg(not(target_arch = "wasm32"))]
 mod inspect;
@@ -29,7 +31,7 @@ mod cli {
 
     use clap::{Parser, Subcommand};
 
-    use crate::{adapt, classify, embed, index, inspect, pack, search, tokenize};
+    use crate::{adapt, classify, embed, explain, index, inspect, pack, search, tokenize};
 
     #[derive(Parser)]
     #[command(
@@ -65,6 +67,13 @@ mod cli {
         Adapt(adapt::AdaptArgs),
         /// L2-normalised image and text embeddings as JSON.
         Embed(embed::EmbedArgs),
+        /// Where each label matches each photo: the cosine between every patch and the label.
+        ///
+        /// A map shows similarity, not cause, at the model's patch grid (7×7 on ViT-B/32). Computed
+        /// as ClearCLIP does (GitHub mc-lan/ClearCLIP): the last block's attention is replaced
+        /// (--variant), every token goes through the final LayerNorm and the projection. Prints the
+        /// maps as shaded grids, or --json, or PNG overlays with -o.
+        Explain(explain::ExplainArgs),
         /// CLIP token ids (77 per text) as JSON.
         Tokenize(tokenize::TokenizeArgs),
         /// The architecture, layout, dtype and parameter count found in a weights file.
@@ -81,6 +90,7 @@ mod cli {
             Command::Search(args) => search::run(args),
             Command::Adapt(args) => adapt::run(args),
             Command::Embed(args) => embed::run(args),
+            Command::Explain(args) => explain::run(args),
             Command::Tokenize(args) => tokenize::run(args),
             Command::Inspect(args) => inspect::run(args),
             Command::Pack(args) => pack::run(args),
