@@ -2,8 +2,10 @@
 // for the model worker one at a time, a result card each (kept on the device with a thumbnail,
 // shown again at the next visit), the "not sure" threshold and the CSV export. Against a taxa
 // list (#16) a card answers at the deepest rank whose best taxon reaches the rank threshold.
+// "Where?" on a card (#15) draws over its photo where one of its labels matches.
 import { thumbnail } from './gallery.js';
 import { readBytes } from './files.js';
+import { VARIANTS, drawMap, drawRamp } from './heatmap.js';
 import { RANKS } from './taxa.js';
 
 const $ = (id) => document.getElementById(id);
@@ -116,6 +118,8 @@ function byRank(result) {
 }
 
 const TAXA_COLUMNS = [...RANKS, 'common_name'];
+// A map's photo is shown full width in its card, but never taller than this (CSS pixels).
+const MAP_MAX_HEIGHT = 420;
 
 /**
  * `call(type, payload, transfer)`: a request to the model worker; `modelGeneration()`: changes
@@ -144,10 +148,17 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
   function card(image, fileName) {
     const li = document.createElement('li');
     li.className = 'card';
+    // The photo in a frame that a map can be laid over (#15), its legend under it.
+    const photo = document.createElement('figure');
+    photo.className = 'photo';
+    const frame = document.createElement('div');
+    frame.className = 'frame';
     const img = document.createElement('img');
     img.alt = '';
     img.src = URL.createObjectURL(image);
     img.style.imageOrientation = 'from-image';
+    frame.append(img);
+    photo.append(frame);
     const body = document.createElement('div');
     const name = document.createElement('div');
     name.className = 'name';
@@ -157,9 +168,9 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     meta.textContent = 'waiting…';
     const preds = document.createElement('div');
     body.append(name, meta, preds);
-    li.append(img, body);
+    li.append(photo, body);
     $('results').prepend(li);
-    return { li, name, meta, preds, img };
+    return { li, name, meta, preds, img, photo, frame, body };
   }
 
   function showPredictions(view, result, backend) {
@@ -213,7 +224,7 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     err.textContent = message;
     view.preds.append(err);
     URL.revokeObjectURL(view.img.src);
-    view.img.remove();
+    view.photo.remove();
   }
 
   // Taxa results add their answer and each species' lineage (plain results leave those empty).
@@ -242,6 +253,222 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     setStatus($('batch-status'), '');
   });
 
+  // ---- Where? (#15): a label's heat-map over the card's photo ----
+  $('map-top').checked = settings.mapTop === true;
+  $('map-top').addEventListener('change', () => { settings.mapTop = $('map-top').checked; saveSettings(); });
+  $('map-variant').value = Object.hasOwn(VARIANTS, settings.mapVariant) ? settings.mapVariant : 'clearclip';
+  $('map-variant').addEventListener('change', () => { settings.mapVariant = $('map-variant').value; saveSettings(); });
+  const mapOpacity = () => (Number.isFinite(settings.mapOpacity) ? Math.min(1, Math.max(0, settings.mapOpacity)) : 0.5);
+
+  let colours = null;
+  /** The colour table (768 bytes), asked of the worker's WebAssembly module once. */
+  function colourTable() {
+    colours ??= call('colourTable').then((answer) => answer.table, (e) => { colours = null; throw e; });
+    return colours;
+  }
+
+  const mapKey = (variant, label) => `${variant}\u0000${label}`;
+
+  /**
+   * Adds the "Where?" control to the card of a photo just classified (`file`, by the
+   * `generation`th model): its top labels to choose from and a button that shows (or hides) the
+   * chosen one's map over the photo. `result.map`: the top label's map, made with the
+   * classification (`variant`), shown at once. Against the tree of life there are no maps.
+   */
+  function offerMaps(view, result, file, generation, variant) {
+    const where = document.createElement('div');
+    where.className = 'where row';
+    view.body.append(where);
+    if (result.mappable === false) {
+      if (variant) {
+        where.classList.add('hint');
+        where.textContent = 'No map: maps are made against a label list, not the tree of life.';
+      } else {
+        where.remove();
+      }
+      return;
+    }
+    const taxa = result.ranks !== undefined;
+    // A taxa list's species are mapped by the label the model holds for them (their class name).
+    const choices = result.predictions
+      .map((p) => ({ text: taxa && p.common_name ? `${p.label ? `${p.label} (${p.common_name})` : p.common_name}` : p.label, mapLabel: taxa ? p.mapLabel : p.label }))
+      .filter((c) => typeof c.mapLabel === 'string');
+    if (choices.length === 0) return where.remove();
+    const select = document.createElement('select');
+    select.className = 'where-label';
+    select.setAttribute('aria-label', 'Label to show on the photo');
+    choices.forEach((c, i) => select.append(new Option(c.text, String(i))));
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'where-show';
+    button.textContent = 'Where?';
+    button.title = 'Show where on the photo the chosen label matches';
+    const error = document.createElement('p');
+    error.className = 'error where-error';
+    error.hidden = true;
+    where.append(select, button, error);
+    view.where = { file, generation, choices, select, button, error, maps: new Map(), shown: null };
+    const show = () => showChosen(view).catch((e) => mapError(view, `No map: ${e.message}`));
+    button.addEventListener('click', () => (view.where.shown ? hideMap(view) : show()));
+    select.addEventListener('change', () => { if (view.where.shown) show(); });
+    if (result.map) {
+      const i = choices.findIndex((c) => c.mapLabel === result.map.text);
+      if (i >= 0) select.value = String(i);
+      view.where.maps.set(mapKey(variant, result.map.text), result.map);
+      showMap(view, result.map, i >= 0 ? choices[i].text : result.map.text).catch((e) => mapError(view, `No map: ${e.message}`));
+    }
+  }
+
+  /** Shows the map of the label chosen on the card, asking the worker for it the first time. */
+  async function showChosen(view) {
+    const w = view.where;
+    const choice = w.choices[Number(w.select.value)];
+    const variant = $('map-variant').value;
+    w.error.hidden = true;
+    let map = w.maps.get(mapKey(variant, choice.mapLabel));
+    if (!map) {
+      if (w.generation !== modelGeneration() || !modelLoaded()) {
+        return mapError(view, 'The model changed since this photo was classified: classify it again to see where its labels match.');
+      }
+      w.select.disabled = w.button.disabled = true;
+      w.button.textContent = 'Mapping…';
+      try {
+        // The photo is read again from its file: nothing of it is kept but the handle.
+        const bytes = await readBytes(w.file);
+        const answer = await call('explain', { bytes, labels: [choice.mapLabel], variant }, [bytes]);
+        if (answer.switchedToCpu) onSwitchedToCpu(answer.switchedToCpu);
+        map = answer.maps[0];
+        w.maps.set(mapKey(variant, choice.mapLabel), map);
+      } catch (e) {
+        return mapError(view, `No map: ${e.message}`);
+      } finally {
+        w.select.disabled = w.button.disabled = false;
+        w.button.textContent = w.shown ? 'Hide map' : 'Where?';
+      }
+    }
+    await showMap(view, map, choice.text);
+  }
+
+  function mapError(view, message) {
+    view.where.error.textContent = message;
+    view.where.error.hidden = false;
+  }
+
+  /** The canvas over the photo and the legend under it, made for the card's first map. */
+  function mapElements(view) {
+    const w = view.where;
+    if (w.canvas) return;
+    w.canvas = document.createElement('canvas');
+    w.canvas.className = 'heatmap';
+    w.canvas.setAttribute('role', 'img');
+    view.frame.append(w.canvas);
+    w.legend = document.createElement('figcaption');
+    w.legend.className = 'legend';
+    w.title = document.createElement('div');
+    w.title.className = 'legend-title';
+    const scale = document.createElement('div');
+    scale.className = 'legend-scale';
+    w.low = document.createElement('span');
+    w.low.className = 'legend-min';
+    w.ramp = document.createElement('canvas');
+    w.ramp.className = 'legend-ramp';
+    w.ramp.setAttribute('aria-hidden', 'true');
+    w.high = document.createElement('span');
+    w.high.className = 'legend-max';
+    scale.append(w.low, w.ramp, w.high);
+    w.note = document.createElement('div');
+    w.note.className = 'legend-note';
+    const opacity = document.createElement('label');
+    opacity.className = 'legend-opacity';
+    w.opacity = document.createElement('input');
+    w.opacity.type = 'range';
+    w.opacity.min = '0';
+    w.opacity.max = '1';
+    w.opacity.step = '0.05';
+    w.opacity.value = String(mapOpacity());
+    w.opacity.addEventListener('input', () => {
+      w.canvas.style.opacity = w.opacity.value;
+      settings.mapOpacity = Number(w.opacity.value);
+    });
+    w.opacity.addEventListener('change', saveSettings);
+    opacity.append('Opacity ', w.opacity);
+    w.legend.append(w.title, scale, w.note, opacity);
+    view.photo.append(w.legend);
+    w.observer = new ResizeObserver(() => drawShown(view));
+  }
+
+  /**
+   * Lays `map` over the card's photo. The map covers exactly what the model saw of the photo:
+   * with the resize 'crop' that is the centred square of the shorter side (the model's resize
+   * and centre crop), so the photo is shown as that square — `object-fit: cover` in a square
+   * frame shows precisely the centred square (CLIP's crop rounds its offset to a whole pixel at
+   * the model's 224 px, far below a map cell) — and the map spans the frame; with 'squash' both
+   * sides were resized to the model's square, so the frame takes the photo's own aspect ratio,
+   * the whole photo fills it, and the map is stretched over all of it.
+   */
+  async function showMap(view, map, text) {
+    let table;
+    try {
+      table = await colourTable();
+    } catch (e) {
+      return mapError(view, `No map: ${e.message}`);
+    }
+    await view.img.decode().catch(() => {});
+    const w = view.where;
+    mapElements(view);
+    const squash = map.preprocess === 'squash';
+    const ratio = squash && view.img.naturalWidth > 0 && view.img.naturalHeight > 0 ? view.img.naturalWidth / view.img.naturalHeight : 1;
+    view.li.classList.add('mapped');
+    view.frame.classList.toggle('squash', squash);
+    view.frame.style.aspectRatio = String(ratio);
+    view.frame.style.width = `min(100%, ${Math.round(MAP_MAX_HEIGHT * ratio)}px)`;
+    w.shown = { map, table };
+    w.drawn = null;
+    const variant = VARIANTS[map.variant] ?? map.variant;
+    w.canvas.setAttribute('aria-label', `Map of where "${text}" matches the photo (${variant})`);
+    w.canvas.style.opacity = w.opacity.value;
+    w.canvas.dataset.preprocess = map.preprocess;
+    w.legend.dataset.label = map.text;
+    w.legend.dataset.variant = map.variant;
+    w.legend.dataset.min = String(map.min);
+    w.legend.dataset.max = String(map.max);
+    w.title.textContent = text;
+    w.low.textContent = map.min.toFixed(3);
+    w.high.textContent = map.max.toFixed(3);
+    w.low.title = 'the lowest cosine similarity on this photo';
+    w.high.title = 'the highest cosine similarity on this photo';
+    w.note.textContent = `cosine similarity of each patch to the label, lowest to highest on this photo (${variant}, ${map.grid[0]}×${map.grid[1]} cells)`;
+    drawRamp(w.ramp, table);
+    w.canvas.hidden = w.legend.hidden = false;
+    w.button.textContent = 'Hide map';
+    drawShown(view);
+    w.observer.observe(view.frame);
+  }
+
+  /** (Re)draws the map shown at the frame's size in device pixels (at a new size only). */
+  function drawShown(view) {
+    const w = view.where;
+    if (!w.shown) return;
+    const { width, height } = view.frame.getBoundingClientRect();
+    if (width < 1 || height < 1) return;
+    const scale = window.devicePixelRatio || 1;
+    const size = [Math.round(width * scale), Math.round(height * scale)];
+    if (w.drawn?.map === w.shown.map && w.drawn.size === size.join('x')) return;
+    drawMap(w.canvas, w.shown.map, w.shown.table, ...size);
+    w.drawn = { map: w.shown.map, size: size.join('x') };
+  }
+
+  function hideMap(view) {
+    const w = view.where;
+    w.shown = null;
+    w.observer.disconnect();
+    view.li.classList.remove('mapped');
+    view.frame.classList.remove('squash');
+    view.frame.style.aspectRatio = view.frame.style.width = '';
+    w.canvas.hidden = w.legend.hidden = true;
+    w.button.textContent = 'Where?';
+  }
+
   let cancelled = false;
   $('batch-cancel').addEventListener('click', () => { cancelled = true; });
 
@@ -261,6 +488,8 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     // for, the rest of the batch stops (a photo already sent is answered by this model).
     const generation = modelGeneration();
     let modelChanged = false;
+    // The colours of the maps made with the answers, asked for before the first photo.
+    if ($('map-top').checked) colourTable().catch(() => { /* each card says so */ });
     const bar = $('batch-progress');
     bar.hidden = false;
     $('batch-cancel').hidden = false;
@@ -272,10 +501,13 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
       const view = card(file, file.name);
       try {
         const bytes = await readBytes(file);
-        const result = await call('classify', { bytes, topK: 5, threshold: rankThreshold() }, [bytes]);
+        // With "Show where the top label matches", the top label's map comes with the answer.
+        const variant = $('map-top').checked ? $('map-variant').value : undefined;
+        const result = await call('classify', { bytes, topK: 5, threshold: rankThreshold(), map: variant }, [bytes]);
         if (result.switchedToCpu) onSwitchedToCpu(result.switchedToCpu);
         if (result.ranks) withLineages(result);
         showPredictions(view, result, result.backend);
+        offerMaps(view, result, file, generation, variant);
         results.push(exported(file.name, result));
         keepResult(file, result);
       } catch (e) {

@@ -1,12 +1,14 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
 import { loadWasm } from './wasm.js';
-import { RANKS, nameAt } from './taxa.js';
+import { RANKS, className, nameAt, parseTaxa, usedTaxa } from './taxa.js';
 
 let Classifier;
 let GalleryIndex;
 let WeightsStream;
 let TreeOfLifeStream;
 let TaxaIndex;
+/** The heat-maps' colour map (viridis, 256 RGB triples), a function of the build (#15). */
+let colourTable;
 /** How the CPU backend runs (`{ threads, reason }`), for the page's status line. */
 let cpu;
 let classifier = null;
@@ -22,6 +24,9 @@ let tree = null;
 // set in use, plain `{ labels, templates }` or `{ taxa: { table, format, templates } }`.
 let source = null;
 let labels = null;
+// For a taxa list in use: a species of a result (its label `Genus epithet` and common name) →
+// the label in use that its map is asked for (its class name). Made at the list's first photo.
+let taxaNames = null;
 // How photos are resized: 'auto' (as the model says), 'crop' or 'squash'; kept across rebuilds.
 let preprocess = 'auto';
 const PREPROCESS = ['auto', 'crop', 'squash'];
@@ -67,7 +72,7 @@ async function useBuild(backend) {
   const want = gpu || threadsUnavailable ? 'single' : 'threads';
   if (build === want) return;
   const loaded = await loadWasm(gpu ? 1 : undefined);
-  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex } = loaded.wasm);
+  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex, colourTable } = loaded.wasm);
   cpu = loaded.cpu;
   build = cpu.threads > 1 ? 'threads' : 'single';
   if (!gpu && build === 'single') threadsUnavailable = true;
@@ -151,7 +156,9 @@ function applyPreprocess() {
 
 /**
  * One photo against the labels in use: taxa (a list or the tree of life) answer at a rank
- * (`threshold`), plain labels not.
+ * (`threshold`), plain labels not. `msg.map` (a variant's name): also the map of where the best
+ * label matches (#15), from the same forward pass; not against the tree of life (`mappable`
+ * false), whose taxa are no labels the model holds.
  */
 async function classifyPhoto(bytes, msg) {
   const threshold = Number.isFinite(msg.threshold) ? msg.threshold : 0.8;
@@ -160,10 +167,71 @@ async function classifyPhoto(bytes, msg) {
     const result = tree.index.classify(embedding, classifier.logitScale, threshold, msg.topK);
     // The page has no table of these taxa to look lineages up in: they come with the result.
     for (const p of result.predictions) p.lineage = treeLineage(p);
-    return { ...result, threshold };
+    return { ...result, threshold, mappable: false };
   }
-  if (classifier.taxonCount === 0) return classifier.classify(bytes, msg.topK);
-  return { ...(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold };
+  const taxa = classifier.taxonCount > 0;
+  if (typeof msg.map === 'string') {
+    const explained = await classifier.explain(bytes, [], msg.map, msg.topK, taxa ? threshold : undefined);
+    const map = mapsOf(explained).maps[0];
+    if (!taxa) return { predictions: explained.predictions, map, mappable: true };
+    return { ...withMapLabels(explained.taxa), threshold, map, mappable: true };
+  }
+  if (!taxa) return { ...(await classifier.classify(bytes, msg.topK)), mappable: true };
+  return { ...withMapLabels(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold, mappable: true };
+}
+
+/**
+ * A heat-map answer of `explain` as the page draws it: each map with its grid, variant and how
+ * the photo was resized (which part of it the model saw: the centred square, or all of it
+ * squashed), its values a Float32Array.
+ */
+function mapsOf(explained) {
+  const { grid, variant } = explained;
+  const preprocess = classifier.preprocess;
+  return {
+    grid, variant, preprocess,
+    maps: explained.maps.map((m) => ({ text: m.text, cosine: Float32Array.from(m.cosine), min: m.min, max: m.max, grid, variant, preprocess })),
+  };
+}
+
+/**
+ * Each species of a taxa list's result gets `mapLabel`: the label in use that its map is asked
+ * for (its class name, e.g. "Plantae … Quercus robur with common name English oak"), found as
+ * www/taxa.js `lineageLookup` finds lineages. A species not found gets none (and no map).
+ */
+function withMapLabels(result) {
+  if (!taxaNames) {
+    const inUse = new Set(classifier.labels);
+    taxaNames = new Map();
+    try {
+      for (const t of usedTaxa(parseTaxa(labels.taxa.table), labels.taxa.format)) {
+        const key = `${nameAt(t, 6)}\u0000${t.common}`;
+        const name = className(t, labels.taxa.format).trim();
+        if (!taxaNames.has(key) && inUse.has(name)) taxaNames.set(key, name);
+      }
+    } catch { /* the worker read the table: it reads here too; if not, no maps */ }
+  }
+  for (const p of result.predictions) {
+    const name = taxaNames.get(`${p.label}\u0000${p.common_name ?? ''}`);
+    if (name !== undefined) p.mapLabel = name;
+  }
+  return result;
+}
+
+/**
+ * Runs `work` on the model; if WebGPU fails there (a device error), the model moves to the CPU
+ * and `work` runs again. A bad photo (or anything else) never moves it. Resolves to
+ * `{ value, switchedToCpu }` (the reason, when it moved).
+ */
+async function onDevice(work) {
+  try {
+    return { value: await work() };
+  } catch (e) {
+    if (classifier.backend !== 'webgpu' || !isDeviceError(e)) throw e;
+    const switchedToCpu = String(e.message || e);
+    await create('cpu');
+    return { value: await work(), switchedToCpu };
+  }
 }
 
 /**
@@ -329,6 +397,7 @@ async function handle(msg) {
       // The page puts it back in use (checking its width) once the model is built.
       if (tree) tree.active = false;
       labels = null;
+      taxaNames = null;
       adapter = null;
       await useBuild(msg.backend);
       // A Blob is a handle (a File, a stored file): kept to rebuild the model on the CPU.
@@ -397,6 +466,7 @@ async function handle(msg) {
       const set = msg.taxa ? { taxa: msg.taxa } : { labels: msg.labels, templates: msg.templates };
       const fresh = await applyLabels(set);
       labels = set;
+      taxaNames = null;
       const embeds = fresh.length ? classifier.promptEmbeddings(fresh) : null;
       return { encodedPrompts: classifier.encodedPrompts, fresh, embeds };
     }
@@ -434,17 +504,28 @@ async function handle(msg) {
       need();
       const bytes = new Uint8Array(msg.bytes);
       const start = performance.now();
-      try {
-        const result = await classifyPhoto(bytes, msg);
-        return { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null && !tree?.active };
-      } catch (e) {
-        // Only a failing GPU moves the model to the CPU; a bad photo (or anything else) does not.
-        if (classifier.backend !== 'webgpu' || !isDeviceError(e)) throw e;
-        const message = String(e.message || e);
-        await create('cpu');
-        const result = await classifyPhoto(bytes, msg);
-        return { ...result, ms: performance.now() - start, backend: 'cpu', adapted: adapter !== null && !tree?.active, switchedToCpu: message };
-      }
+      const { value: result, switchedToCpu } = await onDevice(() => classifyPhoto(bytes, msg));
+      const answer = { ...result, ms: performance.now() - start, backend: classifier.backend, adapted: adapter !== null && !tree?.active };
+      if (switchedToCpu) answer.switchedToCpu = switchedToCpu;
+      return answer;
+    }
+    case 'explain': {
+      // Where labels match a photo (#15): `labels` are labels in use (a taxa list's class
+      // names), `variant` a map variant's name ('' for ClearCLIP).
+      need();
+      if (tree?.active) throw failure('input', 'Maps are made against a label list, not the tree of life: choose a list in step 2 to see where a label matches.');
+      const bytes = new Uint8Array(msg.bytes);
+      const wanted = Array.isArray(msg.labels) ? msg.labels.map(String) : [];
+      const start = performance.now();
+      const { value, switchedToCpu } = await onDevice(async () => mapsOf(await classifier.explain(bytes, wanted, String(msg.variant ?? ''), 1, undefined)));
+      const answer = { ...value, ms: performance.now() - start, backend: classifier.backend };
+      if (switchedToCpu) answer.switchedToCpu = switchedToCpu;
+      return answer;
+    }
+    case 'colourTable': {
+      if (typeof colourTable !== 'function') throw failure('model', 'This build of fieldclip draws no maps: rebuild the page (scripts/build-web.sh).');
+      const table = colourTable();
+      return transferring({ table }, [table.buffer]);
     }
     default:
       throw failure('input', `unknown request ${msg.type}`);

@@ -129,6 +129,8 @@ export async function browser({ width = 768, height = 1024 } = {}) {
     /** A Chrome DevTools Protocol command (chromedriver's vendor endpoint). */
     cdp: (cmd, params = {}) => request('POST', `${s}/goog/cdp/execute`, { cmd, params }),
     screenshot: async () => Buffer.from(await request('GET', `${s}/screenshot`), 'base64'),
+    /** A PNG of the first element matching `css` (scrolled into view). */
+    elementScreenshot: async (css) => Buffer.from(await request('GET', `${s}/element/${await find(css)}/screenshot`), 'base64'),
     setSize: (w, h) => request('POST', `${s}/window/rect`, { width: w, height: h }),
     async waitFor(script, what, timeoutMs = 120000) {
       const start = Date.now();
