@@ -349,7 +349,9 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     await showMap(view, map, choice.text);
   }
 
+  /** Says why there is no map; a map of another label shown until then goes (it would be mislabelled). */
   function mapError(view, message) {
+    if (view.where.shown) hideMap(view);
     view.where.error.textContent = message;
     view.where.error.hidden = false;
   }
@@ -437,7 +439,7 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     w.high.textContent = map.max.toFixed(3);
     w.low.title = 'the lowest cosine similarity on this photo';
     w.high.title = 'the highest cosine similarity on this photo';
-    w.note.textContent = `cosine similarity of each patch to the label, lowest to highest on this photo (${variant}, ${map.grid[0]}×${map.grid[1]} cells)`;
+    w.note.textContent = `cosine similarity of each patch to the label, lowest to highest on this photo (${variant}, ${map.grid[0]}×${map.grid[1]} cells)${squash ? '' : '; shown: the centred square the model saw'}`;
     drawRamp(w.ramp, table);
     w.canvas.hidden = w.legend.hidden = false;
     w.button.textContent = 'Hide map';

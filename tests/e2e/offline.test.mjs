@@ -104,6 +104,14 @@ test('after one online visit, the page, model, lists and results come back offli
         assert.ok(Math.abs(p.probability - online[name][i].probability) <= 1e-6, `${name} / ${p.label}: ${p.probability} offline, ${online[name][i].probability} online`);
       }
     }
+    // Where? (#15) works offline too: the map is made and drawn with nothing fetched.
+    await page.run(`document.querySelector('#results .card .where-show').click();`);
+    const map = await page.waitFor(`const c = document.querySelector('#results .card');
+      const error = c.querySelector('.where-error');
+      if (error && !error.hidden) return { problem: error.textContent };
+      const canvas = c.querySelector('canvas.heatmap');
+      return canvas && !canvas.hidden && canvas.width > 0 && { min: Number(c.querySelector('.legend').dataset.min), max: Number(c.querySelector('.legend').dataset.max) };`, 'a map offline');
+    assert.ok(!map.problem && map.min < map.max, JSON.stringify(map));
     // The browser's own service-worker update check may try sw.js and its file list; the
     // page itself asks for nothing.
     const leaked = tripwire.requests.filter((url) => !/^\/field\/fieldclip\/(sw\.js|pkg\/shell\.js)$/.test(url));

@@ -214,6 +214,15 @@ test("pybioclip's tree-of-life files answer as the taxa list, come back from the
     assert.ok(plant && !plant.error, plant?.error);
     assert.deepEqual(plant.kingdoms.map((k) => [k.name, k.text]), [['Plantae', '100.0%']]);
     assert.ok(Math.abs(plant.kingdoms[0].probability - 1) <= 1e-6, `Plantae ${plant.kingdoms[0].probability}`);
+
+    // No heat-maps (#15) against the tree of life: with the top label's map asked for, the card
+    // answers as before and says why there is none.
+    await page.run(`const m = document.getElementById('map-top'); m.checked = true; m.dispatchEvent(new Event('change'));`);
+    const unmapped = await classifyOne(page, 'chelsea.png');
+    assert.deepEqual(unmapped.species, plant.species);
+    const where = await page.run(`const c = document.querySelector('#results .card');
+      return { hint: c.querySelector('.where')?.textContent ?? null, controls: c.querySelectorAll('.where-show, canvas.heatmap').length };`);
+    assert.deepEqual(where, { hint: 'No map: maps are made against a label list, not the tree of life.', controls: 0 });
   } finally {
     await page.close();
     await server.close();

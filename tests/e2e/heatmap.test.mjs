@@ -1,0 +1,324 @@
+// End-to-end: "Where?" (#15) on the page. The tiny oracle model, its prompts as labels, a wide
+// photo: the map of a label is drawn over the part of the photo the model saw, its legend gives
+// the worker's cosine range, and its pixels are the ClearCLIP oracle's map (upsampled as
+// PyTorch's bilinear, align_corners=False, coloured by the legend's colours). Once on the best
+// backend (WebGPU where there is one), once on the CPU with the squash resize too, and once
+// against a taxa list with the top label's map made with the answer.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { useLabels } from './app.mjs';
+import { browser, serve } from './webdriver.mjs';
+
+const root = resolve(import.meta.dirname, '../..');
+const data = (p) => join(root, 'tests/data', p);
+// Where the screenshot of a card with its map goes (and /tmp, to look at).
+const shotDir = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'tmp');
+
+async function saveShot(name, png) {
+  await mkdir(shotDir, { recursive: true });
+  await writeFile(join(shotDir, name), png);
+  await writeFile(join('/tmp', name), png);
+}
+
+/** Opens the page, picks the backend and loads `model` (`[weights, config]`); returns the status. */
+async function loadModel(page, server, backend, model) {
+  await page.open(`${server.url}index.html`);
+  await page.run(`const b = document.getElementById('backend'); b.value = arguments[0]; b.dispatchEvent(new Event('change'));`, backend);
+  await page.upload('#weights-file', model.map(data));
+  const status = await page.waitFor(
+    `const t = document.getElementById('model-status').textContent; return /Loaded|could not/.test(t) && t;`, 'the model');
+  assert.match(status, /^Loaded/, status);
+  return status;
+}
+
+/** Sets a select or checkbox of the page as a user would. */
+async function set(page, id, value) {
+  await page.run(`const el = document.getElementById(arguments[0]);
+    if (el.type === 'checkbox') el.checked = arguments[1]; else el.value = arguments[1];
+    el.dispatchEvent(new Event('change'));`, id, value);
+}
+
+/** Classifies one photo; returns what its card (the first) shows. */
+async function classify(page, name) {
+  const before = await page.run(`return document.querySelectorAll('#results .card').length;`);
+  await page.upload('#photo-files', [data(`images/${name}`)]);
+  await page.waitFor(`const cards = document.querySelectorAll('#results .card');
+    return cards.length > ${before} && cards[0].querySelector('.meta').textContent !== 'waiting…';`, `the card of ${name}`, 300000);
+  return page.run(`const c = document.querySelector('#results .card');
+    return {
+      error: c.querySelector('p.error:not(.where-error)')?.textContent ?? null,
+      meta: c.querySelector('.meta').textContent,
+      answer: c.querySelector('.answer')?.textContent ?? null,
+      predictions: [...c.querySelectorAll('.pred')].map((p) => ({ label: p.querySelector('.label').textContent, probability: Number(p.dataset.probability) })),
+      options: [...c.querySelectorAll('.where-label option')].map((o) => o.textContent),
+      mapped: c.classList.contains('mapped'),
+    };`);
+}
+
+/** Chooses `label` under "Where?" on the first card and asks for its map (unless one is shown: then the choice does). */
+async function where(page, label) {
+  await page.run(`const c = document.querySelector('#results .card');
+    const select = c.querySelector('.where-label');
+    const option = [...select.options].find((o) => o.textContent === arguments[0]);
+    if (!option) throw new Error('no choice ' + arguments[0] + ' under Where?');
+    select.value = option.value;
+    select.dispatchEvent(new Event('change'));
+    if (!c.classList.contains('mapped')) c.querySelector('.where-show').click();`, label);
+}
+
+/**
+ * Waits until the first card shows the map titled `title` (`variant`); returns its geometry,
+ * legend, colours and a grid of sampled canvas pixels `[x, y, r, g, b]`.
+ */
+async function overlay(page, title, variant = 'clearclip') {
+  return page.waitFor(`
+    const c = document.querySelector('#results .card');
+    const error = c.querySelector('.where-error');
+    if (error && !error.hidden) return { problem: error.textContent };  // (not "error": the WebDriver answer key)
+    const legend = c.querySelector('.legend');
+    const canvas = c.querySelector('canvas.heatmap');
+    if (!legend || legend.hidden || !canvas || canvas.hidden || canvas.width === 0 || !c.classList.contains('mapped')) return null;
+    if (c.querySelector('.legend-title').textContent !== ${JSON.stringify(title)} || legend.dataset.variant !== ${JSON.stringify(variant)}) return null;
+    const box = (el) => { const r = el.getBoundingClientRect(); return { x: r.x, y: r.y, width: r.width, height: r.height }; };
+    const img = c.querySelector('.frame img');
+    const { width, height } = canvas;
+    const px = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+    const colours = new Set();
+    for (let i = 0; i < px.length; i += 4) colours.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+    const samples = [];
+    for (let j = 0; j < 15; j++) {
+      for (let i = 0; i < 15; i++) {
+        const x = Math.round((i * (width - 1)) / 14);
+        const y = Math.round((j * (height - 1)) / 14);
+        const k = 4 * (y * width + x);
+        samples.push([x, y, px[k], px[k + 1], px[k + 2]]);
+      }
+    }
+    return {
+      canvas: box(canvas), frame: box(c.querySelector('.frame')), img: box(img), width, height,
+      natural: [img.naturalWidth, img.naturalHeight], fit: getComputedStyle(img).objectFit, position: getComputedStyle(img).objectPosition, opacity: getComputedStyle(canvas).opacity,
+      preprocess: canvas.dataset.preprocess, distinct: colours.size, samples,
+      ramp: Array.from(c.querySelector('.legend-ramp').getContext('2d').getImageData(0, 0, 256, 1).data),
+      label: legend.dataset.label, variant: legend.dataset.variant, min: Number(legend.dataset.min), max: Number(legend.dataset.max),
+      low: c.querySelector('.legend-min').textContent, high: c.querySelector('.legend-max').textContent,
+      title: c.querySelector('.legend-title').textContent,
+    };`, `the map of ${title}`, 300000);
+}
+
+const near = (a, b, what, tol = 0.51) => {
+  for (const k of ['x', 'y', 'width', 'height']) assert.ok(Math.abs(a[k] - b[k]) <= tol, `${what}: ${JSON.stringify(a)} against ${JSON.stringify(b)}`);
+};
+
+/** `map` at output pixel (x, y) of a `width × height` upsampling, as PyTorch's bilinear with align_corners=False. */
+function bilinear(map, [rows, cols], width, height, x, y) {
+  const at = (out, cells, size) => {
+    const s = Math.min(Math.max(((out + 0.5) * cells) / size - 0.5, 0), cells - 1);
+    const i0 = Math.floor(s);
+    return [i0, Math.min(i0 + 1, cells - 1), s - i0];
+  };
+  const [c0, c1, fx] = at(x, cols, width);
+  const [r0, r1, fy] = at(y, rows, height);
+  const row = (r) => map[r * cols + c0] * (1 - fx) + map[r * cols + c1] * fx;
+  return row(r0) * (1 - fy) + row(r1) * fy;
+}
+
+/** The index (0–255) of the legend colour nearest to (r, g, b). */
+function colourIndex(ramp, r, g, b) {
+  let best = 0;
+  let bestDistance = Infinity;
+  for (let i = 0; i < 256; i++) {
+    const d = (ramp[4 * i] - r) ** 2 + (ramp[4 * i + 1] - g) ** 2 + (ramp[4 * i + 2] - b) ** 2;
+    if (d < bestDistance) [best, bestDistance] = [i, d];
+  }
+  return best;
+}
+
+/** What every map shown must be: over the photo, in colour, with a legend that says its range. */
+function assertShown(o, what) {
+  assert.ok(!o.problem, `${what}: ${o.problem}`);
+  assert.ok(o.width > 0 && o.height > 0 && o.canvas.width > 0 && o.canvas.height > 0, `${what}: canvas ${o.width}×${o.height}`);
+  near(o.canvas, o.frame, `${what}: the canvas covers the photo's frame`);
+  near(o.img, o.frame, `${what}: the photo fills its frame`);
+  assert.ok(o.distinct > 20, `${what}: ${o.distinct} colours on the canvas`);
+  assert.equal(o.opacity, '0.5', `${what}: default opacity`);
+  assert.ok(o.min < o.max, `${what}: legend ${o.min} … ${o.max}`);
+  assert.equal(o.low, o.min.toFixed(3), `${what}: the legend's low end`);
+  assert.equal(o.high, o.max.toFixed(3), `${what}: the legend's high end`);
+  assert.ok(Number(o.low) < Number(o.high), `${what}: legend shows ${o.low} … ${o.high}`);
+}
+
+/**
+ * The map shown is the oracle's `map` (one cosine per cell of a 7×7 grid): the same range, and
+ * each sampled pixel the colour of the oracle's value there, upsampled and scaled min → max.
+ */
+function assertOracle(o, map, what) {
+  const min = Math.min(...map);
+  const max = Math.max(...map);
+  assert.ok(Math.abs(o.min - min) <= 2e-3 && Math.abs(o.max - max) <= 2e-3, `${what}: range ${o.min} … ${o.max}, oracle ${min} … ${max}`);
+  let worst = 0;
+  for (const [x, y, r, g, b] of o.samples) {
+    const want = Math.round(((bilinear(map, [7, 7], o.width, o.height, x, y) - min) / (max - min)) * 255);
+    worst = Math.max(worst, Math.abs(colourIndex(o.ramp, r, g, b) - want));
+  }
+  assert.ok(worst <= 8, `${what}: a sampled pixel is ${worst} colours of 256 off the oracle's map`);
+}
+
+const TINY = ['tiny/model.safetensors', 'tiny/config.json'];
+
+/** The oracle's ClearCLIP-family map of prompt `label` on `file` (tests/data/heatmap/tiny.json). */
+function oracleMap(oracle, variant, file, label) {
+  const image = oracle.variants[variant].images.find((i) => i.file === file);
+  return image.cosine_maps[oracle.prompts.findIndex((p) => p.text === label)];
+}
+
+test('Where? draws the oracle map over the part of the photo the model saw', { timeout: 600000 }, async (t) => {
+  const oracle = JSON.parse(await readFile(data('heatmap/tiny.json'), 'utf8'));
+  const labels = oracle.prompts.map((p) => p.text);
+  const server = await serve(root);
+  const page = await browser({ width: 1024, height: 1000 });
+  try {
+    const status = await loadModel(page, server, 'auto', TINY);
+    t.diagnostic(status);
+    await useLabels(page, labels);
+
+    // On demand: a wide photo, its second label. Crop: the frame is the centred square.
+    const wide = await classify(page, 'astronaut_wide.png');
+    assert.ok(!wide.error, wide.error);
+    assert.equal(wide.mapped, false, 'no map until asked for');
+    assert.deepEqual(wide.options, wide.predictions.map((p) => p.label), 'Where? offers the card\'s labels');
+    const second = wide.predictions[1].label;
+    await where(page, second);
+    const o = await overlay(page, second);
+    assertShown(o, 'astronaut_wide.png');
+    assert.equal(o.label, second);
+    assert.equal(o.preprocess, 'crop');
+    assert.ok(o.natural[0] > o.natural[1] * 1.2, `a wide photo: ${o.natural}`);
+    assert.ok(Math.abs(o.frame.width - o.frame.height) <= 1, `crop: a square frame, ${JSON.stringify(o.frame)}`);
+    assert.deepEqual([o.fit, o.position], ['cover', '50% 50%'], 'crop: the centred square of the photo');
+    assertOracle(o, oracleMap(oracle, 'ClearCLIP', 'astronaut_wide.png', second), 'astronaut_wide.png ClearCLIP');
+
+    await page.run(`document.querySelector('#results .card').scrollIntoView();`);
+    await saveShot('heatmap-overlay.png', await page.elementScreenshot('#results .card'));
+
+    // Another variant, asked for from the card: the legend says which, the map is MaskCLIP's.
+    await set(page, 'map-variant', 'maskclip');
+    await where(page, wide.predictions[0].label);
+    const mask = await overlay(page, wide.predictions[0].label, 'maskclip');
+    assertShown(mask, 'MaskCLIP');
+    assertOracle(mask, oracleMap(oracle, 'MaskCLIP', 'astronaut_wide.png', wide.predictions[0].label), 'astronaut_wide.png MaskCLIP');
+
+    // Hidden again: the card is as before.
+    await page.run(`document.querySelector('#results .card .where-show').click();`);
+    const hidden = await page.run(`const c = document.querySelector('#results .card');
+      return { mapped: c.classList.contains('mapped'), canvas: c.querySelector('canvas.heatmap').hidden, legend: c.querySelector('.legend').hidden,
+        frame: c.querySelector('.frame').getBoundingClientRect().width, button: c.querySelector('.where-show').textContent };`);
+    assert.deepEqual(hidden, { mapped: false, canvas: true, legend: true, frame: 96, button: 'Where?' });
+
+    // The top label's map with the answer: shown at once, the probabilities as without it.
+    await set(page, 'map-variant', 'clearclip');
+    await set(page, 'map-top', true);
+    const mapped = await classify(page, 'astronaut_wide.png');
+    assert.equal(mapped.mapped, true, 'the top label is mapped with the answer');
+    for (const [i, p] of mapped.predictions.entries()) {
+      assert.equal(p.label, wide.predictions[i].label);
+      assert.ok(Math.abs(p.probability - wide.predictions[i].probability) <= 1e-5, `${p.label}: ${p.probability} against ${wide.predictions[i].probability}`);
+    }
+    const top = await overlay(page, mapped.predictions[0].label);
+    assertShown(top, 'top label');
+    assertOracle(top, oracleMap(oracle, 'ClearCLIP', 'astronaut_wide.png', mapped.predictions[0].label), 'top label ClearCLIP');
+    assert.equal(await page.run(`return document.querySelectorAll('#results .card.mapped').length;`), 1, 'only the new card is mapped');
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('on the CPU: the same map, and over the whole photo with the squash resize', { timeout: 600000 }, async () => {
+  const oracle = JSON.parse(await readFile(data('heatmap/tiny.json'), 'utf8'));
+  const labels = oracle.prompts.map((p) => p.text);
+  const server = await serve(root);
+  const page = await browser({ width: 1024, height: 1000 });
+  try {
+    const status = await loadModel(page, server, 'cpu', TINY);
+    assert.match(status, /Running on the CPU/, status);
+    await useLabels(page, labels);
+
+    const wide = await classify(page, 'astronaut_wide.png');
+    assert.ok(!wide.error, wide.error);
+    assert.match(wide.meta, /on CPU/);
+    const label = wide.predictions[2].label;
+    await where(page, label);
+    const o = await overlay(page, label);
+    assertShown(o, 'CPU crop');
+    assertOracle(o, oracleMap(oracle, 'ClearCLIP', 'astronaut_wide.png', label), 'CPU astronaut_wide.png');
+
+    // Squash: the model saw the whole tall photo; the frame takes its shape, the map all of it.
+    await set(page, 'preprocess', 'squash');
+    const tall = await classify(page, 'ihc_tall.png');
+    assert.ok(!tall.error, tall.error);
+    await where(page, tall.predictions[0].label);
+    const s = await overlay(page, tall.predictions[0].label);
+    assertShown(s, 'CPU squash');
+    assert.equal(s.preprocess, 'squash');
+    assert.equal(s.fit, 'fill');
+    const [w, h] = s.natural;
+    assert.ok(h > w * 1.2, `a tall photo: ${s.natural}`);
+    assert.ok(Math.abs(s.frame.width / s.frame.height - w / h) <= 0.02, `squash: the frame has the photo's shape, ${JSON.stringify(s.frame)} for ${w}×${h}`);
+    await page.run(`document.querySelector('#results .card').scrollIntoView();`);
+    await saveShot('heatmap-overlay-squash.png', await page.elementScreenshot('#results .card'));
+
+    // A label no longer in use has no map: the card says so, and shows no other label's map.
+    const gone = tall.predictions[1].label;
+    await useLabels(page, labels.filter((l) => l !== gone));
+    await where(page, gone);
+    const refused = await overlay(page, gone);
+    assert.match(refused.problem ?? '', /^No map: .*is not one of the labels in use/, JSON.stringify(refused));
+    assert.equal(await page.run(`return document.querySelector('#results .card').classList.contains('mapped');`), false);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('a taxa list: the top species mapped with the same answer, another species on demand', { timeout: 600000 }, async () => {
+  const server = await serve(root);
+  const page = await browser({ width: 1024, height: 1000 });
+  try {
+    await loadModel(page, server, 'auto', ['openclip_tiny/model.safetensors', 'openclip_tiny/open_clip_config.json']);
+    await page.waitFor(`return !/^Encoding/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
+    await page.run(`document.getElementById('labels-status').textContent = '';`);
+    await page.upload('#list-import', [data('taxonomy/taxa.csv')]);
+    const ready = await page.waitFor(`const s = document.getElementById('labels-status');
+      return (/^24 taxa ready/.test(s.textContent) || s.classList.contains('error')) && s.textContent;`, 'the taxa', 300000);
+    assert.match(ready, /^24 taxa ready/, ready);
+    await page.run(`const t = document.getElementById('rank-threshold'); t.value = '0.2'; t.dispatchEvent(new Event('change'));`);
+    await set(page, 'preprocess', 'squash');
+
+    const plain = await classify(page, 'chelsea.png');
+    assert.ok(!plain.error && plain.answer, plain.error);
+    assert.deepEqual(plain.options, plain.predictions.map((p) => p.label), 'Where? offers the species shown');
+    await set(page, 'map-top', true);
+    const mapped = await classify(page, 'chelsea.png');
+    assert.equal(mapped.answer, plain.answer, 'the same answer with the map');
+    assert.deepEqual(mapped.predictions.map((p) => p.label), plain.predictions.map((p) => p.label));
+    for (const [i, p] of mapped.predictions.entries()) {
+      assert.ok(Math.abs(p.probability - plain.predictions[i].probability) <= 1e-5, `${p.label}: ${p.probability} against ${plain.predictions[i].probability}`);
+    }
+    assert.equal(mapped.mapped, true);
+    const top = await overlay(page, mapped.options[0]);
+    assertShown(top, 'taxa top species');
+    assert.equal(top.preprocess, 'squash');
+    // The map is of the label the model holds for the species: its class name (taxon + common name).
+    assert.ok(top.label.includes(mapped.predictions[0].label.replace(/ \(.*\)$/, '').split(' ').pop()), `${top.label} for ${mapped.options[0]}`);
+
+    await where(page, mapped.options[1]);
+    const other = await overlay(page, mapped.options[1]);
+    assertShown(other, 'taxa second species');
+    assert.notEqual(other.label, top.label);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
