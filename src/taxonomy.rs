@@ -11,7 +11,7 @@
 //!
 //! Checked against `shared/oracle/taxonomy` (tests/taxonomy.rs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use serde::Serialize;
@@ -76,6 +76,8 @@ pub enum TaxonomyError {
     Io(String),
     #[error("The stored tree-of-life pack cannot be read: {0}.")]
     Pack(String),
+    #[error("The species list names no species: give one `Genus epithet` a line, or a taxa table with genus and species columns.")]
+    EmptySpeciesList,
 }
 
 /// One taxon: its lineage (`ranks[6]` is the species epithet; any rank may be empty) and its
@@ -457,15 +459,21 @@ impl RankedTaxa {
 pub enum Filter {
     /// Taxa with this name at some rank ("Plantae", "Fagaceae", "Quercus robur").
     Within(String),
-    /// Taxa whose `Genus epithet` is on the list.
-    Species(Vec<String>),
+    /// Taxa whose `Genus epithet` is on the list (held lower-case, so a list of thousands
+    /// checks each of hundreds of thousands of taxa in one lookup).
+    Species(HashSet<String>),
 }
 
 impl Filter {
+    /// A species-list filter: each name `Genus epithet`, any case.
+    pub fn species<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        Filter::Species(names.into_iter().map(|n| species_key(n.as_ref())).filter(|n| !n.is_empty()).collect())
+    }
+
     pub fn keeps(&self, taxon: &Taxon) -> bool {
         match self {
             Filter::Within(name) => taxon.is_within(name),
-            Filter::Species(list) => list.iter().any(|s| taxon.name_at(6).eq_ignore_ascii_case(s.trim())),
+            Filter::Species(list) => list.contains(&species_key(&taxon.name_at(6))),
         }
     }
 
@@ -475,6 +483,33 @@ impl Filter {
             Filter::Species(list) => format!("{} species", list.len()),
         }
     }
+}
+
+/// `Genus epithet` lower-cased, with runs of white space made one space.
+fn species_key(name: &str) -> String {
+    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// The species of a species list: a taxa table (CSV/TSV with `genus` and `species` columns, as
+/// `parse_taxa` reads) or plain text with one `Genus epithet` a line (anything after the first
+/// two words, e.g. an author, is ignored; blank lines and lines starting with `#` too).
+pub fn parse_species_list(text: &str) -> Result<Vec<String>, TaxonomyError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    let lower = first.to_ascii_lowercase();
+    let names: Vec<String> = if (lower.contains(',') || lower.contains('\t')) && lower.contains("genus") {
+        parse_taxa(text)?.iter().map(|t| t.name_at(6)).filter(|n| n.contains(' ')).collect()
+    } else {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    if names.is_empty() {
+        return Err(TaxonomyError::EmptySpeciesList);
+    }
+    Ok(names)
 }
 
 /// Taxa with their text embeddings (`[taxa, dim]` row-major, L2-normalised as stored).

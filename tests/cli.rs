@@ -459,6 +459,28 @@ fn classify_taxa_answers_at_the_rank_the_oracle_does() {
     let (code, _, stderr) = fieldclip(&["classify", "--weights", &weights, "--taxa", &taxa, "--filter", "Fungi", &paths[0]]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no taxon matches"), "{stderr}");
+
+    // A species list: only those species, their probabilities a softmax among themselves.
+    let dir = temp_dir("species-list");
+    let list = dir.join("my-species.txt");
+    std::fs::write(&list, "# two species\nQuercus robur L.\n\nactinia equina\n").unwrap();
+    let list = string(&list);
+    let (code, stdout, stderr) = fieldclip(&[
+        "classify", "--weights", &weights, "--tree-of-life", &path("taxonomy/txt_emb_species.npy"), "--species-list", &list,
+        "--json", &paths[0],
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("2 taxa"), "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let mut species: Vec<String> =
+        out[0]["ranks"]["species"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    species.sort();
+    assert_eq!(species, ["Actinia equina", "Quercus robur"]);
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "# nothing yet\n").unwrap();
+    let (code, _, stderr) = fieldclip(&["classify", "--weights", &weights, "--taxa", &taxa, "--species-list", &string(&empty), &paths[0]]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("empty.txt") && stderr.contains("names no species"), "{stderr}");
 }
 
 /// #16: a PyTorch zip checkpoint (what BioCLIP ships as `open_clip_pytorch_model.bin`), made

@@ -225,10 +225,20 @@ fn tree_of_life_files_filter_to_a_taxon_or_a_species_list_before_the_softmax() {
         let j = all.taxa.iter().position(|t| t == taxon).unwrap();
         assert_eq!(&oaks.embeddings[k * 32..(k + 1) * 32], &all.embeddings[j * 32..(j + 1) * 32]);
     }
-    let list = Filter::Species(vec!["Quercus robur".into(), "actinia equina".into(), "Nonexistent thing".into()]);
+    let list = Filter::species(["Quercus robur", "actinia  equina", "Nonexistent thing"]);
     let two = taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, Some(&list)).unwrap();
     assert_eq!(two.taxa.iter().map(|t| t.name_at(6)).collect::<Vec<_>>(), ["Quercus robur", "Actinia equina"]);
     assert!(taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, Some(&Filter::Within("Fungi".into()))).is_err());
+    // Species lists as users write them: one name a line (authors, comments, blank lines), or a
+    // taxa table.
+    let text = "# my pond survey\n\nQuercus robur L.\nactinia equina (Linnaeus, 1758)\n";
+    assert_eq!(taxonomy::parse_species_list(text).unwrap(), ["Quercus robur", "actinia equina"]);
+    let table = "kingdom,phylum,class,order,family,genus,species,common_name\nPlantae,,,,,Quercus,robur,oak\n";
+    assert_eq!(taxonomy::parse_species_list(table).unwrap(), ["Quercus robur"]);
+    assert!(taxonomy::parse_species_list("# nothing\n\n").is_err());
+    let listed = Filter::species(taxonomy::parse_species_list(text).unwrap());
+    let from_list = taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, Some(&listed)).unwrap();
+    assert_eq!(from_list.taxa, two.taxa);
     // A names file that does not match the npy, and a cut-off npy, are refused.
     assert!(taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), b"[]", None).is_err());
     assert!(taxonomy::read_tree_of_life(std::io::Cursor::new(&npy[..npy.len() - 10]), &names, None).is_err());

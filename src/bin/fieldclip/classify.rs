@@ -40,8 +40,12 @@ pub struct ClassifyArgs {
     pub(crate) tree_of_life: Option<PathBuf>,
     /// Keep only the taxa with this name at some rank ("Plantae", "Fagaceae", "Quercus robur"),
     /// before the softmax (as pybioclip)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "species_list")]
     pub(crate) filter: Option<String>,
+    /// Keep only the species on this list: one `Genus epithet` a line (`#` comments, authors
+    /// after the name ignored) or a taxa table with genus and species columns
+    #[arg(long)]
+    pub(crate) species_list: Option<PathBuf>,
     /// How taxa are named in their prompts (BioCLIP's formats): taxon, sci, com, sci_com, taxon_com
     #[arg(long, default_value = "taxon_com")]
     pub(crate) text_format: String,
@@ -91,8 +95,8 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
     if args.taxa.is_some() || args.tree_of_life.is_some() {
         return crate::taxa::run(args);
     }
-    if args.filter.is_some() {
-        return Err("--filter needs --taxa or --tree-of-life".into());
+    if args.filter.is_some() || args.species_list.is_some() {
+        return Err("--filter and --species-list need --taxa or --tree-of-life".into());
     }
     let ClassifyArgs { weights, labels, label, template, openai_templates, adapter, top, json, csv, backend, images, preprocess, .. } = args;
     let template = if openai_templates { fieldclip::taxonomy::OPENAI_TEMPLATES.iter().map(|t| t.to_string()).collect() } else { template };

@@ -16,7 +16,22 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
     if !(0.0..=1.0).contains(&args.rank_threshold) {
         return Err(format!("--rank-threshold must be between 0 and 1, not {}", args.rank_threshold));
     }
-    let filter = args.filter.clone().map(Filter::Within);
+    let filter = match (&args.filter, &args.species_list) {
+        (Some(name), _) => Some(Filter::Within(name.clone())),
+        (None, Some(file)) => {
+            let bytes = read_file_as(file, FileKind::Labels)?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", file.display()))?;
+            let names = taxonomy::parse_species_list(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            Some(Filter::species(names))
+        }
+        (None, None) => None,
+    };
+    // How the filter is named in an error.
+    let filter_name = match (&args.filter, &args.species_list) {
+        (Some(name), _) => format!("--filter {name}"),
+        (None, Some(file)) => format!("the species list {}", file.display()),
+        (None, None) => String::new(),
+    };
     // Taxa from a list (read before the slow model load, so a mistake shows at once).
     let listed: Option<Vec<Taxon>> = match &args.taxa {
         Some(file) => {
@@ -25,7 +40,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode, String> {
             let taxa = taxonomy::parse_taxa(&text).map_err(|e| format!("{}: {e}", file.display()))?;
             let kept: Vec<Taxon> = taxa.into_iter().filter(|t| filter.as_ref().is_none_or(|f| f.keeps(t))).collect();
             if kept.is_empty() {
-                return Err(format!("{}: no taxon matches --filter {}", file.display(), args.filter.as_deref().unwrap_or("")));
+                return Err(format!("{}: no taxon matches {filter_name}", file.display()));
             }
             Some(kept)
         }
