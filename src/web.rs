@@ -126,15 +126,6 @@ impl WeightsStream {
         WeightsStream { reader: WeightsReader::with_file_hash(sha256) }
     }
 
-    /// Like `new`, keeping only the species on `list` (one `Genus epithet` a line, or a taxa
-    /// table with genus and species columns; see `taxonomy::parse_species_list`).
-    #[wasm_bindgen(js_name = withSpeciesList)]
-    pub fn with_species_list(names: Vec<u8>, list: &str) -> Result<TreeOfLifeStream, JsValue> {
-        let species = crate::taxonomy::parse_species_list(list).map_err(|e| js_error(e.into()))?;
-        let filter = Some(crate::taxonomy::Filter::species(species));
-        Ok(Self { reader: crate::taxonomy::TreeOfLifeReader::new(&names, filter).map_err(|e| js_error(e.into()))? })
-    }
-
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
         self.reader.push(chunk).map_err(|e| js_error(e.into()))
     }
