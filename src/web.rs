@@ -179,6 +179,18 @@ fn map_variant(name: &str) -> Result<crate::model::MapVariant, JsValue> {
     })
 }
 
+/// A label's map from `embedImageWithPatches`' `patches` (`cells × dim`, normalised) and the
+/// label's normalised text embedding (`dim`): one cosine per patch.
+#[wasm_bindgen(js_name = cosineMap)]
+pub fn cosine_map(patches: &[f32], text: &[f32]) -> Result<Vec<f32>, JsValue> {
+    if text.is_empty() || patches.len() % text.len() != 0 {
+        let error = Error::DimensionMismatch { what: "label embedding", expected: text.len(), found: patches.len() };
+        return Err(js_error(error));
+    }
+    let cells = patches.len() / text.len();
+    Ok(crate::heatmap::PatchEmbeddings { grid: [cells, 1], dim: text.len(), values: patches.to_vec() }.cosine(text))
+}
+
 /// The heat-maps' colour map (viridis): 256 RGB triples, 768 bytes.
 #[wasm_bindgen(js_name = colourTable)]
 pub fn colour_table() -> Vec<u8> {
@@ -191,6 +203,8 @@ struct TaxonPrediction {
     label: String,
     common_name: String,
     probability: f32,
+    /// The taxon's position in the list (a `TaxaIndex`'s `embedding(index)`).
+    index: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -418,6 +432,30 @@ impl Classifier {
         self.explained(pixels, labels, variant, usize::MAX, None).await
     }
 
+    /// One pass over an image file for labels the page holds itself (a tree-of-life index):
+    /// `{variant, grid: [rows, cols], embedding: Float32Array (the normalised image embedding),
+    /// patches: Float32Array (rows·cols × dim, each normalised)}`; `cosineMap(patches, text)`
+    /// then gives a label's map.
+    #[wasm_bindgen(js_name = embedImageWithPatches)]
+    pub async fn embed_image_with_patches(&self, image: Vec<u8>, variant: String) -> Result<JsValue, JsValue> {
+        let variant = map_variant(&variant)?;
+        let pixels = self.session.model().pixels(&image).map_err(js_error)?;
+        let mut out = self.session.embed_pixels_with_patches(&[pixels], variant).await.map_err(js_error)?;
+        let (embedding, patches) = out.pop().ok_or_else(|| failure(ErrorKind::Device, "The model gave no output."))?;
+        let result = js_sys::Object::new();
+        let set = |key: &str, value: JsValue| js_sys::Reflect::set(&result, &JsValue::from_str(key), &value);
+        let grid = js_sys::Array::of2(&JsValue::from(patches.grid[0] as u32), &JsValue::from(patches.grid[1] as u32));
+        for (key, value) in [
+            ("variant", JsValue::from_str(&variant.name())),
+            ("grid", grid.into()),
+            ("embedding", js_sys::Float32Array::from(embedding.as_slice()).into()),
+            ("patches", js_sys::Float32Array::from(patches.values.as_slice()).into()),
+        ] {
+            set(key, value).map_err(|_| failure(ErrorKind::Device, "A result could not be handed to the page."))?;
+        }
+        Ok(result.into())
+    }
+
     /// The L2-normalised patch embeddings of `variant` for preprocessed pixels (`3·S·S`):
     /// `rows·cols × dim` values, row-major over the patch grid.
     #[wasm_bindgen(js_name = patchEmbeddings)]
@@ -596,6 +634,7 @@ fn taxa_result_js(result: crate::taxonomy::TaxaResult, taxa: &[crate::taxonomy::
             label: r.name.clone(),
             common_name: r.index.map(|i| taxa[i].common_name.clone()).unwrap_or_default(),
             probability: r.probability,
+            index: r.index,
         })
         .collect();
     let ranks: std::collections::BTreeMap<&str, Vec<RankRow>> = crate::taxonomy::RANKS
@@ -698,6 +737,15 @@ impl TaxaIndex {
             .collect();
         crate::clip::normalize_rows(&mut embeddings, dim);
         TaxaIndex { index: crate::taxonomy::TaxonIndex::new(crate::taxonomy::synthetic_taxa(count)), embeddings, dim }
+    }
+
+    /// The normalised text embedding of taxon `index` (the `index` of a classify prediction).
+    pub fn embedding(&self, index: usize) -> Result<Vec<f32>, JsValue> {
+        let dim = self.dim;
+        self.embeddings
+            .get(index * dim..(index + 1) * dim)
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| js_error(Error::LabelIndex { index, labels: self.embeddings.len() / dim.max(1) }))
     }
 
     #[wasm_bindgen(getter)]

@@ -373,6 +373,20 @@ async fn check_maps(backend: &str, atol: f32) {
             assert!(worst_patch <= atol, "{backend} {key}: patch embeddings differ by {worst_patch}");
             assert!(worst_map <= atol, "{backend} {key}: cosine maps differ by {worst_map}");
         }
+        // Labels the page holds itself (a tree-of-life index): patches and image embedding from one
+        // pass, a map per text embedding; the same as `explain` from the same file.
+        let file = IMAGES[1].2.to_vec();
+        let texts = classifier.embed_texts(vec![prompts[2].clone()]).await.unwrap_or_else(|_| panic!("embed text"));
+        let pass = classifier.embed_image_with_patches(file.clone(), "sclip".into()).await.unwrap_or_else(|_| panic!("patches"));
+        let field = |key: &str| js_sys::Float32Array::from(js_sys::Reflect::get(&pass, &key.into()).unwrap()).to_vec();
+        let map = fieldclip::web::cosine_map(&field("patches"), &texts).unwrap_or_else(|_| panic!("cosine map"));
+        let explained = classifier.explain(file.clone(), vec![prompts[2].clone()], "sclip".into(), 3, None).await.unwrap_or_else(|_| panic!("explain"));
+        let explained: Value = serde_wasm_bindgen::from_value(explained).unwrap();
+        assert!(max_abs_diff(&map, &floats(&explained["maps"][0]["cosine"])) <= 1e-6);
+        let embedding = field("embedding");
+        assert!(max_abs_diff(&embedding, &classifier.embed_image(file).await.unwrap_or_else(|_| panic!("embed"))) <= 1e-6);
+        assert_eq!(kind(fieldclip::web::cosine_map(&field("patches")[..10], &texts)), "input");
+
         let err = classifier.explain_pixels(npy_f32(case.pixels[0].1), vec!["no such label".into()], "".into()).await;
         assert_eq!(kind(err), "input");
         let err = classifier.explain_pixels(npy_f32(case.pixels[0].1), vec![], "gradcam".into()).await;
