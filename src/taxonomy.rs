@@ -495,16 +495,13 @@ fn species_key(name: &str) -> String {
 /// two words, e.g. an author, is ignored; blank lines and lines starting with `#` too).
 pub fn parse_species_list(text: &str) -> Result<Vec<String>, TaxonomyError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
-    let lower = first.to_ascii_lowercase();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let lower = lines.first().copied().unwrap_or("").to_ascii_lowercase();
     let names: Vec<String> = if (lower.contains(',') || lower.contains('\t')) && lower.contains("genus") {
-        parse_taxa(text)?.iter().map(|t| t.name_at(6)).filter(|n| n.contains(' ')).collect()
+        // A table, with any comment lines before or in it left out.
+        parse_taxa(&lines.join("\n"))?.iter().map(|t| t.name_at(6)).filter(|n| n.contains(' ')).collect()
     } else {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-            .collect()
+        lines.iter().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect()
     };
     if names.is_empty() {
         return Err(TaxonomyError::EmptySpeciesList);

@@ -235,6 +235,7 @@ fn tree_of_life_files_filter_to_a_taxon_or_a_species_list_before_the_softmax() {
     assert_eq!(taxonomy::parse_species_list(text).unwrap(), ["Quercus robur", "actinia equina"]);
     let table = "kingdom,phylum,class,order,family,genus,species,common_name\nPlantae,,,,,Quercus,robur,oak\n";
     assert_eq!(taxonomy::parse_species_list(table).unwrap(), ["Quercus robur"]);
+    assert_eq!(taxonomy::parse_species_list(&format!("# from my survey\n{table}")).unwrap(), ["Quercus robur"]);
     assert!(taxonomy::parse_species_list("# nothing\n\n").is_err());
     let listed = Filter::species(taxonomy::parse_species_list(text).unwrap());
     let from_list = taxonomy::read_tree_of_life(std::io::Cursor::new(&npy), &names, Some(&listed)).unwrap();

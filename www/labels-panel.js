@@ -308,7 +308,7 @@ export function createLabelsPanel({ device, call, lists, modelLoaded, modelSha25
     const version = labelsVersion;
     $('tol-load').disabled = true;
     try {
-      await tree.load([...$('tol-files').files], $('tol-filter').value.trim());
+      await tree.load([...$('tol-files').files], tree.chosenFilter());
     } catch (e) {
       return setStatus($('tol-status'), `The tree of life could not be loaded: ${e.message}`, true);
     } finally {

@@ -86,6 +86,23 @@ export function parseTaxa(text) {
   return data.map(([ranks, common]) => ({ ranks: [...ranks], common }));
 }
 
+/**
+ * The distinct species (`genus epithet`, lower case) a species list names, as the tree of life's
+ * filter reads it (src/taxonomy.rs `parse_species_list`): a taxa table when its first line (not
+ * blank, not a `#` comment) has commas or tabs and names a genus column, its rows that name a
+ * genus and an epithet; else one `Genus epithet` a line, anything after the first two words
+ * (an author) ignored, blank lines and `#` lines too. Throws (kind 'input') for a bad table.
+ */
+export function speciesOfList(text) {
+  text = text.replace(/^\uFEFF/, '');
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const first = (lines[0] ?? '').toLowerCase();
+  const names = (first.includes(',') || first.includes('\t')) && first.includes('genus')
+    ? parseTable(lines.join('\n')).map((t) => nameAt(t, 6)).filter((n) => n.includes(' '))
+    : lines.map((l) => l.split(/\s+/).slice(0, 2).join(' '));
+  return [...new Set(names.map((n) => n.split(/\s+/).join(' ').toLowerCase()))];
+}
+
 /** A CSV cell as the taxa table reads it back (quoted when it holds a comma or a quote). */
 const cell = (text) => (/[",]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
 

@@ -1,6 +1,6 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
 import { loadWasm } from './wasm.js';
-import { RANKS, className, nameAt, parseTaxa, usedTaxa } from './taxa.js';
+import { RANKS, className, nameAt, parseTaxa, speciesOfList, usedTaxa } from './taxa.js';
 
 let Classifier;
 let GalleryIndex;
@@ -16,7 +16,8 @@ let classifier = null;
 let gallery = null;
 // The few-shot adapter in use (JSON), re-applied when the model is rebuilt on the CPU.
 let adapter = null;
-// pybioclip's tree-of-life taxa (#16): `{ index: TaxaIndex, filter, byName, active }`. Kept
+// pybioclip's tree-of-life taxa (#16): `{ index: TaxaIndex, filter, filterKind, byName, active }`
+// (`filter`: the taxon name or "N species", `filterKind`: '', 'taxon' or 'species'). Kept
 // while a list is in use (switching back is instant); `active` while photos are classified
 // against it instead of the labels. Model-free: a model change only re-checks its width.
 let tree = null;
@@ -261,10 +262,17 @@ const formatMB = (bytes) => Math.round(bytes / 1e6).toLocaleString('en');
 
 /**
  * Streams pybioclip's `txt_emb_species.npy` (a Blob, up to ~1 GB) into WebAssembly piece by
- * piece, as `readWeights` does, keeping only the taxa within `filter`; returns the TaxaIndex.
+ * piece, as `readWeights` does, keeping only the taxa within `filter` (a taxon's name) or, when
+ * `speciesList` is a string, the species on that list; returns the TaxaIndex.
  */
-async function readTreeOfLife(blob, names, filter, progress) {
-  const stream = new TreeOfLifeStream(names, filter || undefined);
+async function readTreeOfLife(blob, names, { filter, speciesList }, progress) {
+  let stream;
+  if (typeof speciesList === 'string') {
+    if (typeof TreeOfLifeStream.withSpeciesList !== 'function') throw failure('model', 'This build of fieldclip reads no species lists: rebuild the page (scripts/build-web.sh).');
+    stream = TreeOfLifeStream.withSpeciesList(names, speciesList);
+  } else {
+    stream = new TreeOfLifeStream(names, filter || undefined);
+  }
   const reader = blob.stream().getReader();
   const total = blob.size;
   let shown = -Infinity;
@@ -312,7 +320,7 @@ function checkTreeFits(dim) {
  * Makes `index` the tree of life in use (the one before is freed). `pack`: also return its
  * compact label pack for the page to keep on the device.
  */
-function useTree(index, filter, pack) {
+function useTree(index, filter, filterKind, pack) {
   try {
     checkTreeFits(index.dim);
   } catch (e) {
@@ -320,8 +328,8 @@ function useTree(index, filter, pack) {
     throw e;
   }
   dropTree();
-  tree = { index, filter: filter || '', byName: null, active: true };
-  const answer = { size: index.size, dim: index.dim, filter: tree.filter, modelId: classifier.modelId };
+  tree = { index, filter: filter || '', filterKind: filter ? filterKind || 'taxon' : '', byName: null, active: true };
+  const answer = { size: index.size, dim: index.dim, filter: tree.filter, filterKind: tree.filterKind, modelId: classifier.modelId };
   if (!pack) return answer;
   const bytes = index.pack();
   return transferring({ ...answer, pack: bytes }, [bytes.buffer]);
@@ -471,12 +479,16 @@ async function handle(msg) {
       return { encodedPrompts: classifier.encodedPrompts, fresh, embeds };
     }
     case 'treeOfLife': {
-      // pybioclip's pair: `npy` a Blob, streamed here; `names` the names JSON's bytes.
+      // pybioclip's pair: `npy` a Blob, streamed here; `names` the names JSON's bytes; `filter`
+      // a taxon's name, or `speciesList` the text of a species list (then `filter` is "N species").
       need();
       const progress = (step, fraction) => self.postMessage({ treeProgress: { step, fraction } });
-      const index = await readTreeOfLife(msg.npy, new Uint8Array(msg.names), msg.filter, progress);
+      const species = typeof msg.speciesList === 'string';
+      // As the library's filter describes itself (a bad table is refused here, before the read).
+      const filter = species ? `${speciesOfList(msg.speciesList).length.toLocaleString('en')} species` : msg.filter;
+      const index = await readTreeOfLife(msg.npy, new Uint8Array(msg.names), msg, progress);
       progress('Reading the tree of life: done', 1);
-      return useTree(index, msg.filter, msg.keep);
+      return useTree(index, filter, species ? 'species' : 'taxon', msg.keep);
     }
     case 'treeOfLifeUse': {
       // Back in use after a list or a model change; `present: false` when this worker has none
@@ -485,7 +497,7 @@ async function handle(msg) {
       if (!tree) return { present: false };
       checkTreeFits(tree.index.dim);
       tree.active = true;
-      return { present: true, size: tree.index.size, dim: tree.index.dim, filter: tree.filter, modelId: classifier.modelId };
+      return { present: true, size: tree.index.size, dim: tree.index.dim, filter: tree.filter, filterKind: tree.filterKind, modelId: classifier.modelId };
     }
     case 'treeOfLifeRestore': {
       need();
@@ -495,7 +507,7 @@ async function handle(msg) {
       } catch (e) {
         throw failure('storage', String(e?.message || e));
       }
-      return useTree(index, msg.filter, false);
+      return useTree(index, msg.filter, msg.filterKind, false);
     }
     case 'treeOfLifeDrop':
       dropTree();

@@ -1,6 +1,7 @@
 // End-to-end: taxa as labels (#16) on the page. The tiny open_clip oracle model, the oracle's
 // 24 taxa imported as a CSV (BioCLIP's taxon_com names, OpenAI's 80 templates), squash resize,
-// and the answer at the deepest rank reaching 0.2 checked against pybioclip's roll-up.
+// and the answer at the deepest rank reaching 0.2 checked against pybioclip's roll-up; the
+// oracle's tree-of-life pair, whole, kept on the device, filtered to a taxon or to a species list.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -128,20 +129,35 @@ async function classifyOne(page, name) {
     };`, `the result card of ${name}`, 300000);
 }
 
-/** Loads the tree-of-life pair with `filter` ('' for all); returns the labels status. */
+/**
+ * Loads the tree-of-life pair with `filter`: a taxon's name ('' for none), or `{ species }` a
+ * species list's text typed into its box (null: the box as it is). Returns the labels status
+ * (or 'tree: ' and the tree's error), the tree's status and what the box says of the list.
+ */
 async function loadTree(page, filter) {
-  await page.run(`document.getElementById('tree-of-life').open = true;
-    document.getElementById('tol-filter').value = arguments[0];
+  const [kind, text] = typeof filter === 'string' ? [filter ? 'taxon' : 'none', filter] : ['species', filter.species];
+  await page.run(`const [kind, text] = arguments;
+    document.getElementById('tree-of-life').open = true;
+    const select = document.getElementById('tol-filter-kind');
+    select.value = kind;
+    select.dispatchEvent(new Event('change'));
+    if (kind === 'taxon') document.getElementById('tol-filter').value = text;
+    if (kind === 'species' && text !== null) {
+      const list = document.getElementById('tol-species-list');
+      list.value = text;
+      list.dispatchEvent(new Event('input'));
+    }
     for (const id of ['labels-status', 'tol-status']) {
       document.getElementById(id).textContent = '';
       document.getElementById(id).classList.remove('error');
-    }`, filter);
+    }`, kind, text);
   await page.upload('#tol-files', [data('taxonomy/txt_emb_species.npy'), data('taxonomy/txt_emb_species.json')]);
   await page.run(`document.getElementById('tol-load').click();`);
   const status = await page.waitFor(`const s = document.getElementById('labels-status').textContent;
     const t = document.getElementById('tol-status');
     return (/ ready/.test(s) && s) || (t.classList.contains('error') && 'tree: ' + t.textContent);`, 'the tree of life', 300000);
-  return { status, saved: await page.run(`return document.getElementById('tol-status').textContent;`) };
+  return page.run(`return { status: arguments[0], saved: document.getElementById('tol-status').textContent,
+    count: document.getElementById('tol-species-count').textContent };`, status);
 }
 
 test("pybioclip's tree-of-life files answer as the taxa list, come back from the device and filter", { timeout: 600000 }, async () => {
@@ -223,6 +239,86 @@ test("pybioclip's tree-of-life files answer as the taxa list, come back from the
     const where = await page.run(`const c = document.querySelector('#results .card');
       return { hint: c.querySelector('.where')?.textContent ?? null, controls: c.querySelectorAll('.where-show, canvas.heatmap').length };`);
     assert.deepEqual(where, { hint: 'No map: maps are made against a label list, not the tree of life.', controls: 0 });
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('a species list keeps only its species of the tree of life, comes back from the device, and says when it names none', { timeout: 600000 }, async () => {
+  // The first two species of the oracle's tree-of-life names, one with an author, and a comment.
+  const names = JSON.parse(await readFile(data('taxonomy/txt_emb_species.json'), 'utf8'));
+  const species = [...new Set(names.map(([ranks]) => `${ranks[5]} ${ranks[6]}`))].slice(0, 2);
+  assert.equal(species.length, 2);
+  const list = `# two species of the oracle's tree of life\n${species[0]} L.\n\n${species[1]}\n`;
+  await mkdir(artifacts, { recursive: true });
+  const listFile = join(artifacts, 'species-list.txt');
+  await writeFile(listFile, list);
+  const sorted = (a) => [...a].sort();
+
+  const server = await serve(root);
+  const page = await browser({ width: 1280, height: 1000 });
+  try {
+    await page.open(`${server.url}index.html`);
+    await page.upload('#weights-file', [data('openclip_tiny/model.safetensors'), data('openclip_tiny/open_clip_config.json')]);
+    const status = await page.waitFor(
+      `const t = document.getElementById('model-status').textContent; return /Loaded|could not/.test(t) && t;`, 'the model');
+    assert.match(status, /^Loaded/, status);
+    const saved = await page.waitFor(`const t = document.getElementById('save-status').textContent; return /^Saved|not saved/.test(t) && t;`, 'the model to be saved');
+    assert.match(saved, /^Saved on this device/, saved);
+    await page.waitFor(`return !/^Encoding/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
+
+    // The list read from a file into its box, counted before loading.
+    await page.run(`document.getElementById('tree-of-life').open = true;
+      const select = document.getElementById('tol-filter-kind');
+      select.value = 'species';
+      select.dispatchEvent(new Event('change'));`);
+    await page.upload('#tol-species-file', [listFile]);
+    const before = await page.waitFor(`const text = document.getElementById('tol-species-list').value;
+      return text && { text, count: document.getElementById('tol-species-count').textContent,
+        shown: !document.getElementById('tol-species').hidden, taxonShown: !document.getElementById('tol-filter').hidden };`, 'the species list file');
+    assert.deepEqual(before, { text: list, count: 'The list names 2 species.', shown: true, taxonShown: false });
+
+    const loaded = await loadTree(page, { species: null });
+    assert.equal(loaded.status, 'Tree of life: 2 taxa from a list of 2 species ready.');
+    assert.match(loaded.saved, /^Loaded 2 taxa from a list of 2 species, and kept on this device/, loaded.saved);
+    assert.equal(loaded.count, 'The list names 2 species; 2 taxa of the tree of life match them.');
+    await page.run(`document.getElementById('tree-of-life').scrollIntoView();`);
+    await writeFile(join(artifacts, 'tree-of-life-species-list.png'), await page.screenshot());
+    assert.equal(await page.run(`const s = document.getElementById('list-select'); return s.value + ' ' + s.selectedOptions[0].textContent;`),
+      ':tree-of-life Tree of life (2 taxa from a list of 2 species)');
+    const card = await classifyOne(page, 'chelsea.png');
+    assert.ok(card && !card.error, card?.error);
+    assert.deepEqual(sorted(card.predictions), sorted(species), 'only the listed species are predicted');
+    assert.deepEqual(sorted(card.species), sorted(species), 'only the listed species by rank');
+
+    // A new visit: the kept pack comes back, its list in the box.
+    await page.open(`${server.url}index.html`);
+    const restored = await page.waitFor(`const s = document.getElementById('labels-status');
+      return (/ ready/.test(s.textContent) || s.classList.contains('error')) && s.textContent;`, 'the tree of life from the device', 300000);
+    assert.equal(restored, 'Tree of life: 2 taxa from a list of 2 species ready (restored from this device).');
+    const { status: treeStatus, ...box } = await page.run(`return { kind: document.getElementById('tol-filter-kind').value,
+      text: document.getElementById('tol-species-list').value, count: document.getElementById('tol-species-count').textContent,
+      status: document.getElementById('tol-status').textContent };`);
+    assert.deepEqual(box, { kind: 'species', text: list, count: 'The list names 2 species; 2 taxa of the tree of life match them.' });
+    assert.match(treeStatus, /^Restored from this device: 2 taxa from a list of 2 species \(/, treeStatus);
+    const again = await classifyOne(page, 'chelsea.png');
+    assert.ok(again && !again.error, again?.error);
+    assert.deepEqual(again.predictions, card.predictions, 'the same answer from the kept pack');
+
+    // A list that matches nothing, an empty one and one of comments only: said, and the tree in
+    // use stays.
+    const none = await loadTree(page, { species: 'Homo sapiens Linnaeus, 1758\n' });
+    assert.equal(none.status, 'tree: The tree of life could not be loaded: No taxon matches the filter `1 species`.');
+    assert.equal(none.count, 'The list names 1 species.');
+    const empty = await loadTree(page, { species: '' });
+    assert.match(empty.status, /^tree: The tree of life could not be loaded: The species list names no species: /, empty.status);
+    assert.equal(empty.count, '');
+    const comments = await loadTree(page, { species: '# nothing but a comment\n\n' });
+    assert.match(comments.status, /^tree: The tree of life could not be loaded: The species list names no species: /, comments.status);
+    assert.equal(comments.count, 'The list names no species yet.');
+    const still = await classifyOne(page, 'chelsea.png');
+    assert.deepEqual(still.predictions, card.predictions, 'the tree loaded before is still in use');
   } finally {
     await page.close();
     await server.close();
