@@ -273,26 +273,23 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
    * Adds the "Where?" control to the card of a photo just classified (`file`, by the
    * `generation`th model): its top labels to choose from and a button that shows (or hides) the
    * chosen one's map over the photo. `result.map`: the top label's map, made with the
-   * classification (`variant`), shown at once. Against the tree of life there are no maps.
+   * classification (`variant`), shown at once. A species of the tree of life is mapped by its
+   * index in the tree (`taxon`), checked by the worker against its name.
    */
   function offerMaps(view, result, file, generation, variant) {
     const where = document.createElement('div');
     where.className = 'where row';
     view.body.append(where);
-    if (result.mappable === false) {
-      if (variant) {
-        where.classList.add('hint');
-        where.textContent = 'No map: maps are made against a label list, not the tree of life.';
-      } else {
-        where.remove();
-      }
-      return;
-    }
     const taxa = result.ranks !== undefined;
-    // A taxa list's species are mapped by the label the model holds for them (their class name).
+    // A taxa list's species are mapped by the label the model holds for them (their class name),
+    // the tree of life's by their name and index in the tree.
     const choices = result.predictions
-      .map((p) => ({ text: taxa && p.common_name ? `${p.label ? `${p.label} (${p.common_name})` : p.common_name}` : p.label, mapLabel: taxa ? p.mapLabel : p.label }))
-      .filter((c) => typeof c.mapLabel === 'string');
+      .map((p) => ({
+        text: taxa && p.common_name ? `${p.label ? `${p.label} (${p.common_name})` : p.common_name}` : p.label,
+        mapLabel: taxa ? p.mapLabel : p.label,
+        taxon: result.tree ? p.index : undefined,
+      }))
+      .filter((c) => typeof c.mapLabel === 'string' && (!result.tree || Number.isInteger(c.taxon)));
     if (choices.length === 0) return where.remove();
     const select = document.createElement('select');
     select.className = 'where-label';
@@ -335,7 +332,8 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
       try {
         // The photo is read again from its file: nothing of it is kept but the handle.
         const bytes = await readBytes(w.file);
-        const answer = await call('explain', { bytes, labels: [choice.mapLabel], variant }, [bytes]);
+        const taxa = choice.taxon === undefined ? undefined : [choice.taxon];
+        const answer = await call('explain', { bytes, labels: [choice.mapLabel], taxa, variant }, [bytes]);
         if (answer.switchedToCpu) onSwitchedToCpu(answer.switchedToCpu);
         map = answer.maps[0];
         w.maps.set(mapKey(variant, choice.mapLabel), map);

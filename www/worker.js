@@ -1,5 +1,6 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
 import { loadWasm } from './wasm.js';
+import { range } from './heatmap.js';
 import { RANKS, className, nameAt, parseTaxa, speciesOfList, usedTaxa } from './taxa.js';
 
 let Classifier;
@@ -9,6 +10,8 @@ let TreeOfLifeStream;
 let TaxaIndex;
 /** The heat-maps' colour map (viridis, 256 RGB triples), a function of the build (#15). */
 let colourTable;
+/** A label's map from a photo's patch embeddings and the label's text embedding (#15). */
+let cosineMap;
 /** How the CPU backend runs (`{ threads, reason }`), for the page's status line. */
 let cpu;
 let classifier = null;
@@ -73,7 +76,7 @@ async function useBuild(backend) {
   const want = gpu || threadsUnavailable ? 'single' : 'threads';
   if (build === want) return;
   const loaded = await loadWasm(gpu ? 1 : undefined);
-  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex, colourTable } = loaded.wasm);
+  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex, colourTable, cosineMap } = loaded.wasm);
   cpu = loaded.cpu;
   build = cpu.threads > 1 ? 'threads' : 'single';
   if (!gpu && build === 'single') threadsUnavailable = true;
@@ -158,27 +161,68 @@ function applyPreprocess() {
 /**
  * One photo against the labels in use: taxa (a list or the tree of life) answer at a rank
  * (`threshold`), plain labels not. `msg.map` (a variant's name): also the map of where the best
- * label matches (#15), from the same forward pass; not against the tree of life (`mappable`
- * false), whose taxa are no labels the model holds.
+ * label matches (#15), from the same forward pass; against the tree of life, of the top
+ * species' embedding in the tree (the probabilities are those of the photo's embedding alone).
  */
 async function classifyPhoto(bytes, msg) {
   const threshold = Number.isFinite(msg.threshold) ? msg.threshold : 0.8;
   if (tree?.active) {
-    const embedding = await classifier.embedImage(bytes);
-    const result = tree.index.classify(embedding, classifier.logitScale, threshold, msg.topK);
+    const mapping = typeof msg.map === 'string';
+    const seen = mapping ? await classifier.embedImageWithPatches(bytes, msg.map) : { embedding: await classifier.embedImage(bytes) };
+    const result = tree.index.classify(seen.embedding, classifier.logitScale, threshold, msg.topK);
     // The page has no table of these taxa to look lineages up in: they come with the result.
-    for (const p of result.predictions) p.lineage = treeLineage(p);
-    return { ...result, threshold, mappable: false };
+    for (const p of result.predictions) {
+      p.lineage = treeLineage(p);
+      p.mapLabel = treeMapLabel(p.label, p.common_name);
+    }
+    const top = result.predictions[0];
+    const map = mapping && Number.isInteger(top?.index) ? treeMap(seen, top.index, top.mapLabel) : undefined;
+    return { ...result, threshold, tree: true, map };
   }
   const taxa = classifier.taxonCount > 0;
   if (typeof msg.map === 'string') {
     const explained = await classifier.explain(bytes, [], msg.map, msg.topK, taxa ? threshold : undefined);
     const map = mapsOf(explained).maps[0];
-    if (!taxa) return { predictions: explained.predictions, map, mappable: true };
-    return { ...withMapLabels(explained.taxa), threshold, map, mappable: true };
+    if (!taxa) return { predictions: explained.predictions, map };
+    return { ...withMapLabels(explained.taxa), threshold, map };
   }
-  if (!taxa) return { ...(await classifier.classify(bytes, msg.topK)), mappable: true };
-  return { ...withMapLabels(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold, mappable: true };
+  if (!taxa) return classifier.classify(bytes, msg.topK);
+  return { ...withMapLabels(await classifier.classifyTaxa(bytes, threshold, msg.topK)), threshold };
+}
+
+/** What a tree-of-life species' map is called: its name, with its common name. */
+function treeMapLabel(label, common) {
+  if (!common) return label;
+  return label ? `${label} (${common})` : common;
+}
+
+/**
+ * The map of taxon `index` of the tree of life in use over a photo seen by
+ * `embedImageWithPatches` (`seen`), as `mapsOf` gives maps: its cosines scaled to their own
+ * min–max.
+ */
+function treeMap(seen, index, text) {
+  const cosine = cosineMap(seen.patches, tree.index.embedding(index));
+  return { text, cosine, ...range(cosine), grid: seen.grid, variant: seen.variant, preprocess: classifier.preprocess };
+}
+
+/**
+ * Maps over a photo of tree-of-life species, `taxa[k]` the index (in the tree in use) of the
+ * species the card calls `labels[k]`: a new pass over the photo (its patches are not kept).
+ * A species no longer there (another tree, or another filter, since the photo was classified)
+ * has no map.
+ */
+async function treeMaps(bytes, labels, taxa, variant) {
+  const found = taxa.map((i, k) => {
+    const [t] = Number.isInteger(i) && i >= 0 && i < tree.index.size ? tree.index.taxa(i, 1) : [];
+    if (!t || treeMapLabel(nameAt(t, 6), t.common_name) !== labels[k]) {
+      throw failure('input', `${labels[k]} is not in the tree of life in use: classify the photo again to see where its species match.`);
+    }
+    return i;
+  });
+  const seen = await classifier.embedImageWithPatches(bytes, variant);
+  const preprocess = classifier.preprocess;
+  return { grid: seen.grid, variant: seen.variant, preprocess, maps: found.map((i, k) => treeMap(seen, i, labels[k])) };
 }
 
 /**
@@ -523,13 +567,19 @@ async function handle(msg) {
     }
     case 'explain': {
       // Where labels match a photo (#15): `labels` are labels in use (a taxa list's class
-      // names), `variant` a map variant's name ('' for ClearCLIP).
+      // names), `variant` a map variant's name ('' for ClearCLIP). Against the tree of life,
+      // `taxa` gives each label's species (its index in the tree).
       need();
-      if (tree?.active) throw failure('input', 'Maps are made against a label list, not the tree of life: choose a list in step 2 to see where a label matches.');
+      const inTree = Array.isArray(msg.taxa);
+      if (inTree && !tree?.active) throw failure('input', 'The tree of life is no longer in use: choose it again in step 2 to see where its species match.');
+      if (!inTree && tree?.active) throw failure('input', 'This photo was classified against a label list: choose that list again in step 2 to see where its labels match.');
       const bytes = new Uint8Array(msg.bytes);
       const wanted = Array.isArray(msg.labels) ? msg.labels.map(String) : [];
+      const variant = String(msg.variant ?? '');
       const start = performance.now();
-      const { value, switchedToCpu } = await onDevice(async () => mapsOf(await classifier.explain(bytes, wanted, String(msg.variant ?? ''), 1, undefined)));
+      const { value, switchedToCpu } = await onDevice(async () => (inTree
+        ? treeMaps(bytes, wanted, msg.taxa, variant)
+        : mapsOf(await classifier.explain(bytes, wanted, variant, 1, undefined))));
       const answer = { ...value, ms: performance.now() - start, backend: classifier.backend };
       if (switchedToCpu) answer.switchedToCpu = switchedToCpu;
       return answer;

@@ -322,3 +322,85 @@ test('a taxa list: the top species mapped with the same answer, another species 
     await server.close();
   }
 });
+
+/** pybioclip's `txt_emb_species.npy` (`[dim, taxa]` float32, C order): column `j`, a taxon's embedding. */
+function npyColumn(bytes, j) {
+  const headerLength = bytes.readUInt16LE(8);
+  const header = bytes.toString('latin1', 10, 10 + headerLength);
+  const [dim, taxa] = header.match(/'shape': \((\d+), (\d+)\)/).slice(1).map(Number);
+  assert.match(header, /'descr': '<f4', 'fortran_order': False/);
+  const values = new Float32Array(bytes.buffer.slice(bytes.byteOffset + 10 + headerLength, bytes.byteOffset + bytes.length));
+  return Array.from({ length: dim }, (_, d) => values[d * taxa + j]);
+}
+
+test('the tree of life: the top species mapped with the same answer, another species on demand', { timeout: 600000 }, async () => {
+  // The reference: ClearCLIP's own patch embeddings of the photo (the oracle, crop resize)
+  // against each species' column of the .npy, found by its name in the names file.
+  const oracle = JSON.parse(await readFile(data('heatmap/openclip_tiny.json'), 'utf8'));
+  const patches = oracle.variants.ClearCLIP.images.find((i) => i.file === 'chelsea.png').patch_embeds;
+  const npy = await readFile(data('taxonomy/txt_emb_species.npy'));
+  const names = JSON.parse(await readFile(data('taxonomy/txt_emb_species.json'), 'utf8'));
+  const referenceRange = (option) => {
+    const j = names.findIndex(([ranks, common]) => `${[ranks[5], ranks[6]].filter(Boolean).join(' ')} (${common})` === option);
+    assert.ok(j >= 0, `${option} in the names file`);
+    const text = npyColumn(npy, j);
+    const norm = Math.hypot(...text);
+    const cosines = patches.map((p) => p.reduce((sum, v, d) => sum + v * text[d], 0) / norm);
+    return { min: Math.min(...cosines), max: Math.max(...cosines) };
+  };
+  const assertReference = (o, option) => {
+    const want = referenceRange(option);
+    assert.ok(Number.isFinite(o.min) && Number.isFinite(o.max), `${option}: legend ${o.min} … ${o.max}`);
+    assert.ok(Math.abs(o.min - want.min) <= 2e-3 && Math.abs(o.max - want.max) <= 2e-3,
+      `${option}: legend ${o.min} … ${o.max}, reference ${want.min} … ${want.max}`);
+  };
+
+  const server = await serve(root);
+  const page = await browser({ width: 1024, height: 1000 });
+  try {
+    await loadModel(page, server, 'auto', ['openclip_tiny/model.safetensors', 'openclip_tiny/open_clip_config.json']);
+    await page.waitFor(`return !/^Encoding/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
+    await page.run(`document.getElementById('tree-of-life').open = true;
+      const kind = document.getElementById('tol-filter-kind');
+      kind.value = 'none';
+      kind.dispatchEvent(new Event('change'));
+      for (const id of ['labels-status', 'tol-status']) document.getElementById(id).textContent = '';`);
+    await page.upload('#tol-files', [data('taxonomy/txt_emb_species.npy'), data('taxonomy/txt_emb_species.json')]);
+    await page.run(`document.getElementById('tol-load').click();`);
+    const ready = await page.waitFor(`const s = document.getElementById('labels-status').textContent;
+      const t = document.getElementById('tol-status');
+      return (/ ready/.test(s) && s) || (t.classList.contains('error') && 'tree: ' + t.textContent);`, 'the tree of life', 300000);
+    assert.equal(ready, 'Tree of life: 24 taxa ready.');
+
+    // On demand: the top species, then the second; each its own range, the reference's.
+    const plain = await classify(page, 'chelsea.png');
+    assert.ok(!plain.error && plain.answer, plain.error);
+    assert.equal(plain.mapped, false, 'no map until asked for');
+    assert.deepEqual(plain.options, plain.predictions.map((p) => p.label), 'Where? offers the species shown');
+    await where(page, plain.options[0]);
+    const first = await overlay(page, plain.options[0]);
+    assertShown(first, 'tree top species');
+    assert.equal(first.label, plain.options[0]);
+    assert.equal(first.preprocess, 'crop');
+    assertReference(first, plain.options[0]);
+    await where(page, plain.options[1]);
+    const second = await overlay(page, plain.options[1]);
+    assertShown(second, 'tree second species');
+    assertReference(second, plain.options[1]);
+    assert.ok(second.min !== first.min || second.max !== first.max, `the two species' ranges differ: ${first.min} … ${first.max}`);
+
+    // The top species' map with the answer: the same answer and probabilities, the same map.
+    await set(page, 'map-top', true);
+    const mapped = await classify(page, 'chelsea.png');
+    assert.ok(!mapped.error, mapped.error);
+    assert.equal(mapped.answer, plain.answer, 'the same answer with the map');
+    assert.deepEqual(mapped.predictions, plain.predictions, 'the same probabilities with the map');
+    assert.equal(mapped.mapped, true, 'the top species is mapped with the answer');
+    const top = await overlay(page, mapped.options[0]);
+    assertShown(top, 'tree top species with the answer');
+    assert.ok(Math.abs(top.min - first.min) <= 1e-5 && Math.abs(top.max - first.max) <= 1e-5, `${top.min} … ${top.max} against ${first.min} … ${first.max}`);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});

@@ -231,14 +231,22 @@ test("pybioclip's tree-of-life files answer as the taxa list, come back from the
     assert.deepEqual(plant.kingdoms.map((k) => [k.name, k.text]), [['Plantae', '100.0%']]);
     assert.ok(Math.abs(plant.kingdoms[0].probability - 1) <= 1e-6, `Plantae ${plant.kingdoms[0].probability}`);
 
-    // No heat-maps (#15) against the tree of life: with the top label's map asked for, the card
-    // answers as before and says why there is none.
+    // Heat-maps (#15) against the tree of life: with the top label's map asked for, the card
+    // answers as before and shows its top species' map. A card of the whole tree has none now
+    // that the tree is filtered: its species are looked up by their index in the tree in use.
     await page.run(`const m = document.getElementById('map-top'); m.checked = true; m.dispatchEvent(new Event('change'));`);
-    const unmapped = await classifyOne(page, 'chelsea.png');
-    assert.deepEqual(unmapped.species, plant.species);
-    const where = await page.run(`const c = document.querySelector('#results .card');
-      return { hint: c.querySelector('.where')?.textContent ?? null, controls: c.querySelectorAll('.where-show, canvas.heatmap').length };`);
-    assert.deepEqual(where, { hint: 'No map: maps are made against a label list, not the tree of life.', controls: 0 });
+    const mapped = await classifyOne(page, 'chelsea.png');
+    assert.deepEqual(mapped.species, plant.species);
+    const shown = await page.waitFor(`const c = document.querySelector('#results .card');
+      const legend = c.querySelector('.legend');
+      return c.classList.contains('mapped') && legend && !legend.hidden && { title: c.querySelector('.legend-title').textContent, options: c.querySelectorAll('.where-label option').length };`, 'the top species\' map');
+    assert.ok(shown.title.startsWith(mapped.predictions[0]), `${shown.title} for ${mapped.predictions[0]}`);
+    assert.equal(shown.options, mapped.predictions.length);
+    // The third card: classified against the whole tree, before the filter.
+    await page.run(`document.querySelectorAll('#results .card')[2].querySelector('.where-show').click();`);
+    const refused = await page.waitFor(`const e = document.querySelectorAll('#results .card')[2].querySelector('.where-error');
+      return e && !e.hidden && e.textContent;`, 'the stale card\'s answer');
+    assert.match(refused, /^No map: .* is not in the tree of life in use/, refused);
   } finally {
     await page.close();
     await server.close();
