@@ -42,6 +42,8 @@ worker.onmessage = ({ data }) => {
   if (data.ok) return p.resolve(data.value);
   const error = new Error(data.error);
   error.kind = data.kind;
+  // A refused model file: the model loaded before is still in use (www/worker.js, checkHeader).
+  error.kept = data.kept;
   p.reject(error);
 };
 
@@ -60,6 +62,10 @@ const model = createModelPanel({
   /** A model was built (by the `generation`th load): its labels are encoded, then its collection is opened. */
   async onLoaded(modelId, generation) {
     await labels.apply();
+    await gallery.setModel(modelId, generation);
+  },
+  /** A model file was refused at its header: the model loaded before stays, its collection too. */
+  async onKept(modelId, generation) {
     await gallery.setModel(modelId, generation);
   },
 });

@@ -16,12 +16,15 @@ function formatBytes(n) {
 /**
  * `call(type, payload, transfer)`: a request to the model worker; `modelGeneration()`: how many
  * models have been asked for (www/app.js). `settings` + `saveSettings()`: kept across visits.
+ * `onKept(modelId, generation)`: the `generation`th load was refused at its header and the model
+ * `modelId` stays in use.
  * `onLoaded(modelId, generation)`: a model was built by the `generation`th load (its labels and
  * collection are set up for it; a failure there counts as the model not loading).
  */
-export function createModelPanel({ device, call, modelGeneration, settings, saveSettings, onLoaded }) {
+export function createModelPanel({ device, call, modelGeneration, settings, saveSettings, onLoaded, onKept }) {
   let loaded = false;
   let sha256InUse = null; // the file's SHA-256: the id it is stored (and its prompts kept) under
+  let modelIdInUse = null; // the model's id (what collections and adapters are made with)
   let loads = 0; // loadModel calls so far: an older one still running gives way to the newest
 
   const params = new URLSearchParams(location.search);
@@ -67,6 +70,7 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
     const mine = ++loads;
     // Another model asked for after this one: that load reports, this one says nothing more.
     const superseded = () => mine !== loads;
+    const before = { loaded, sha256: sha256InUse, modelId: modelIdInUse };
     loaded = false;
     sha256InUse = null;
     setStatus($('model-status'), `Building the model from ${name}…`);
@@ -81,6 +85,16 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
         answer = await loading;
       } catch (e) {
         if (superseded()) return null;
+        if (e.kept && before.loaded) {
+          // Refused at its header: the worker kept the model in use, labels and all. Its
+          // collection is opened again under this load's generation (a batch that was running
+          // stopped when the load was asked for).
+          loaded = true;
+          sha256InUse = before.sha256;
+          setStatus($('model-status'), `${name} could not be loaded: ${e.message} The model loaded before is still in use.`, true);
+          await onKept(before.modelId, generation);
+          return null;
+        }
         // The stored file no longer is what was saved: it is of no use, so it goes.
         if (id && e.kind === 'storage') {
           await device.deleteModel(id).catch(() => {});
@@ -103,6 +117,7 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
       }
       loaded = true;
       sha256InUse = sha256;
+      modelIdInUse = modelId;
       const parameters = (info.parameters / 1e6).toFixed(1);
       setStatus($('model-status'), `Loaded ${info.name}, ${parameters} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`}: ${reason}. Now check the labels and add photos.`);
       await onLoaded(modelId, generation);

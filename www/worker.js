@@ -109,6 +109,44 @@ async function readWeights(blob, sha256, progress) {
   return stream;
 }
 
+/** Most bytes a weights header may take (the reader's own limit is 100 MB; this bounds the probe). */
+const HEADER_PROBE_LIMIT = 100 << 20;
+
+/**
+ * Reads only the header of a weights file (safetensors or model pack) through a throwaway
+ * `WeightsStream`: a file that is not one, whose header is damaged, or that is shorter than its
+ * header says, is refused here with the reader's sentence and `kept: true` (the model in use was
+ * not touched). Tensor data is not read, so this costs the header's size in memory.
+ */
+async function checkHeader(blob) {
+  const refuse = (message) => Object.assign(failure('model', message), { kept: true });
+  const probe = new WeightsStream(false);
+  try {
+    const head = new Uint8Array(await blob.slice(0, 8).arrayBuffer());
+    probe.push(head);
+    if (head.length === 8) {
+      const length = Number(new DataView(head.buffer).getBigUint64(0, true));
+      if (length <= HEADER_PROBE_LIMIT) probe.push(new Uint8Array(await blob.slice(8, 8 + length).arrayBuffer()));
+    }
+    const expected = probe.expectedSize;
+    if (expected === undefined) {
+      // Too short for its header, or a header over the probe's bound: the full load says which.
+      if (blob.size < 8 || blob.size < 8 + Number(new DataView(head.buffer).getBigUint64(0, true))) {
+        throw refuse('This is not a weights file fieldclip can read: it is too short to hold its header.');
+      }
+      return;
+    }
+    if (expected > blob.size) {
+      throw refuse(`This weights file is cut off: its header describes ${expected} bytes, the file has ${blob.size}.`);
+    }
+  } catch (e) {
+    if (e.kept) throw e;
+    throw refuse(e.message);
+  } finally {
+    try { probe.free(); } catch { /* after a trap */ }
+  }
+}
+
 /**
  * Builds the classifier from `source`. `sha256`: true to compute the file's SHA-256, or the
  * one it was stored under, to check it against. Returns the SHA-256 (if computed).
@@ -445,6 +483,9 @@ function storedPrompts(stored) {
 async function handle(msg) {
   switch (msg.type) {
     case 'load': {
+      // A file that is not a model is refused before the model in use is freed, which then
+      // stays in use with its labels ("loses nothing"); only the file's header is read for this.
+      if (classifier) await checkHeader(msg.weights instanceof Blob ? msg.weights : new Blob([msg.weights]));
       dropClassifier();
       // The page puts it back in use (checking its width) once the model is built.
       if (tree) tree.active = false;
@@ -610,7 +651,7 @@ self.onmessage = ({ data }) => {
       const value = await handle(data);
       self.postMessage({ id: data.id, ok: true, value }, value?.[TRANSFER] ?? []);
     } catch (e) {
-      self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e), kind: kindOf(e) });
+      self.postMessage({ id: data.id, ok: false, error: String(e && e.message ? e.message : e), kind: kindOf(e), kept: Boolean(e?.kept) });
     }
   });
 };

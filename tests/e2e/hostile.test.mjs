@@ -1,7 +1,8 @@
 // End-to-end: hostile input on the page (#19). Files whose labels are not text are refused with
 // a sentence and change nothing; the adapter check with the linear probe runs in parts and
 // still gives its result, also when newer checks replace running ones; a model loaded while
-// photos are being added keeps each model's embeddings in its own collection.
+// photos are being added keeps each model's embeddings in its own collection; a weights file
+// refused at its header leaves the model in use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -222,6 +223,51 @@ test('a model loaded while photos are added: no embedding lands in the other mod
     const back = await page.waitFor(`const t = document.getElementById('gallery-status').textContent; return /in your collection/.test(t) && t;`, 'model A\'s collection again');
     assert.match(back, new RegExp(`^${addedForA} photos in your collection, 0 with a label\\.`), back);
 
+    assert.deepEqual(await page.run('return window.__uncaught;'), [], 'uncaught errors in the page');
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('a weights file refused at its header leaves the model in use, labels and all', { timeout: 600000 }, async () => {
+  const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
+  const labels = expected.prompts.slice(0, 4).map((p) => p.text);
+  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-kept-'));
+  // Not a model, and a model cut off after its header.
+  const notModel = join(folder, 'notes.safetensors');
+  await writeFile(notModel, 'these are my field notes, not weights');
+  const tiny = await readFile(data('tiny/model.safetensors'));
+  const cut = join(folder, 'cut.safetensors');
+  await writeFile(cut, tiny.subarray(0, tiny.length - 1000));
+  const server = await serve(root);
+  const page = await browser({ width: 1280, height: 1000 });
+  const cards = (n) => `const cards = [...document.querySelectorAll('#results .card')];
+    if (cards.length < ${n} || cards.some((c) => c.querySelector('.meta').textContent === 'waiting…')) return null;
+    return cards.map((c) => [...c.querySelectorAll('.pred')].map((p) => [p.querySelector('.label').textContent, Number(p.dataset.probability)]));`;
+  try {
+    await page.open(`${server.url}index.html`);
+    await page.run(WATCH_ERRORS);
+    await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
+    await page.waitFor(`return /^Loaded/.test(document.getElementById('model-status').textContent);`, 'the model');
+    await useLabels(page, labels);
+    await page.upload('#photo-files', [data('images/chelsea.png')]);
+    const [before] = await page.waitFor(cards(1), 'the first card');
+
+    for (const [file, why] of [[notModel, /not a weights file|not a safetensors/i], [cut, /cut off/]]) {
+      await page.run(`document.getElementById('model-status').textContent = '';`);
+      await page.upload('#weights-file', [file]);
+      const status = await page.waitFor(`const p = document.getElementById('model-status');
+        return /could not be loaded/.test(p.textContent) && { text: p.textContent, failed: p.classList.contains('error') };`, file);
+      assert.ok(status.failed, status.text);
+      assert.match(status.text, why);
+      assert.match(status.text, /The model loaded before is still in use\.$/);
+      // The same model, the same labels: a photo added now gets the first one's predictions.
+      await page.upload('#photo-files', [data('images/chelsea.png')]);
+      const all = await page.waitFor(cards(file === notModel ? 2 : 3), 'a card after the refused file');
+      assert.deepEqual(all[all.length - 1], before);
+    }
+    assert.equal(await page.run(`return document.getElementById('labels').value;`), labels.join('\n'));
     assert.deepEqual(await page.run('return window.__uncaught;'), [], 'uncaught errors in the page');
   } finally {
     await page.close();
