@@ -483,7 +483,8 @@ fn random_hf_checkpoint(vision: (usize, usize, usize), text_width: usize, proj: 
     safetensors::serialize(views, None).unwrap()
 }
 
-/// ViT-B/32, ViT-B/16 and ViT-L/14 shapes load and run: one image and one text each.
+/// ViT-B/32, ViT-B/16 and ViT-L/14 shapes load and run: one image and one text each, and a
+/// heat-map on each one's patch grid.
 #[test]
 fn vit_b32_b16_and_l14_shapes_load_and_run() {
     for (name, vision, text_width, proj, heads) in [
@@ -499,7 +500,17 @@ fn vit_b32_b16_and_l14_shapes_load_and_run() {
         assert_eq!((c.vision.transformer.heads, c.text.transformer.heads), heads, "{name}");
         assert_eq!(model.preprocess.image_size, 224);
         let pixels = model.pixels(&read("images/coffee.jpg")).unwrap();
-        let image = fieldclip::clip::read(model.encode_images(&[pixels]).unwrap().embeds).unwrap();
+        let image = fieldclip::clip::read(model.encode_images(&[pixels.clone()]).unwrap().embeds).unwrap();
+        // Heat-maps (#15) on each grid: 7×7, 14×14, 16×16 patches, each a unit vector, and the
+        // image embedding of the same pass is the ordinary one.
+        let mapped = model.encode_images_with_patches(&[pixels], fieldclip::model::MapVariant::CLEARCLIP).unwrap();
+        let cells = 224 / vision.1;
+        assert_eq!(mapped.grid, [cells, cells], "{name}");
+        let patches = fieldclip::clip::read(mapped.patch_embeds).unwrap();
+        assert_eq!(patches.len(), cells * cells * proj, "{name}");
+        assert!(patches.chunks_exact(proj).all(|p| (p.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4), "{name}");
+        let same = fieldclip::clip::read(mapped.image.embeds).unwrap();
+        assert!(same.iter().zip(&image).all(|(a, b)| (a - b).abs() <= 1e-5), "{name}");
         let tokens = model.tokenize(&["a photo of a fern."]).unwrap();
         let text = fieldclip::clip::read(model.encode_tokens(&tokens).unwrap().embeds).unwrap();
         assert_eq!((image.len(), text.len()), (proj, proj), "{name}");

@@ -301,7 +301,8 @@ export function createResultsPanel({ device, call, modelGeneration, settings, sa
     button.textContent = 'Where?';
     button.title = 'Show where on the photo the chosen label matches';
     const error = document.createElement('p');
-    error.className = 'error where-error';
+    // Not `.error`: that marks a card whose photo failed (and tests look for it).
+    error.className = 'where-error';
     error.hidden = true;
     where.append(select, button, error);
     view.where = { file, generation, choices, select, button, error, maps: new Map(), shown: null };
