@@ -222,6 +222,15 @@ fn main() {
         }
     }
     println!("| 30 prompts padded to 77 (PyTorch's input) | {padded:.1} ms | | cut/padded = {:.2}× (longest end-of-text at {longest} tokens) |", ours[2].1 / padded);
+    // #17 item 4: what a token costs in each tower (image: 1 + 49 patch tokens at width 768;
+    // text: the batch cut to its longest end-of-text, at width 512).
+    let image_tokens = 1 + (224 / 32) * (224 / 32);
+    println!(
+        "cost per token: image {:.3} ms (batch 1), {:.3} ms (batch 8) per patch token; text {:.3} ms per prompt token (30 × {longest})",
+        ours[0].1 / image_tokens as f64,
+        ours[1].1 / (8 * image_tokens) as f64,
+        ours[2].1 / (30 * longest) as f64,
+    );
     match reference {
         Ok(r) => println!("PyTorch {} / transformers {}, same machine, same run", r["torch"], r["transformers"]),
         Err(e) => println!("PyTorch reference not measured: {e}. Set FIELDCLIP_TORCH_PYTHON to a Python with torch + transformers."),
