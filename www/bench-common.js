@@ -62,20 +62,7 @@ export async function fetchBytes(url) {
  */
 export async function fieldclipEngine(wasm, backend, opts, report, loaded = async () => {}) {
   const start = performance.now();
-  // As the page loads a model: the file (a Blob) streamed into WebAssembly piece by piece.
-  const response = await fetch(opts.weights);
-  if (!response.ok) throw new Error(`${opts.weights}: ${response.status}`);
-  const blob = await response.blob();
-  const stream = new wasm.WeightsStream(false);
-  const reader = blob.stream().getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    stream.push(value);
-  }
-  // A pack carries its config.
-  const config = /\.fcpk$/.test(opts.weights) ? undefined : await fetchBytes(opts.config);
-  const model = await wasm.Classifier.fromStream(stream, config, backend);
+  const model = await loadFieldclip(wasm, backend, opts);
   const one = benchPixels(1, 1);
   await model.embedPixels(one);
   report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
@@ -98,4 +85,22 @@ export async function fieldclipEngine(wasm, backend, opts, report, loaded = asyn
     await model.setLabels(labels, ['a photo of a {}, a type of tree.']);
     await model.classify(photo, 5);
   }, opts, report);
+}
+
+/** Loads `opts.weights` (and `opts.config` unless a pack) as the page does; resolves to the `Classifier`. */
+export async function loadFieldclip(wasm, backend, opts) {
+  // As the page loads a model: the file (a Blob) streamed into WebAssembly piece by piece.
+  const response = await fetch(opts.weights);
+  if (!response.ok) throw new Error(`${opts.weights}: ${response.status}`);
+  const blob = await response.blob();
+  const stream = new wasm.WeightsStream(false);
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    stream.push(value);
+  }
+  // A pack carries its config.
+  const config = /\.fcpk$/.test(opts.weights) ? undefined : await fetchBytes(opts.config);
+  return wasm.Classifier.fromStream(stream, config, backend);
 }

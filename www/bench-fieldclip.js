@@ -1,14 +1,41 @@
 // bench.html's worker for fieldclip in `?suite=peer`: the model runs here, as on the page
 // (www/worker.js), with the threaded build where the page is cross-origin isolated.
-import { fieldclipEngine } from './bench-common.js';
+// In `?suite=gpu` it counts the WebGPU work of each call instead (www/bench-gpu.js).
+import { LABELS, TEMPLATE, benchPixels, fieldclipEngine, loadFieldclip, median } from './bench-common.js';
+import { gpuAdapter, installGpuProfile, profileCases, readGpuCounts, resetGpuCounts } from './bench-gpu.js';
 import { loadWasm } from './wasm.js';
 
 let released = null;
+
+/** `?suite=gpu`: WebGPU work per call, the wrapper installed before the wasm makes its device. */
+async function gpuProfile(opts) {
+  installGpuProfile();
+  const { wasm } = await loadWasm(1);
+  resetGpuCounts();
+  const start = performance.now();
+  const model = await loadFieldclip(wasm, 'webgpu', opts);
+  const load = { ...readGpuCounts(), ms: performance.now() - start };
+  const one = benchPixels(1, 1);
+  const eight = benchPixels(8, 2);
+  const prompts = LABELS.map(TEMPLATE);
+  const rows = await profileCases([
+    { name: 'image b1', call: () => model.embedPixels(one) },
+    { name: 'image b8', call: () => model.embedPixelsBatch(eight, 8) },
+    { name: '30 prompts', call: () => model.embedTexts(prompts) },
+  ], opts, median);
+  model.free?.();
+  return { adapter: gpuAdapter(), load, rows };
+}
 
 self.onmessage = async ({ data }) => {
   if (data.released) return released?.();
   const { backend, threads, opts } = data;
   try {
+    if (data.gpu) {
+      self.postMessage({ gpu: await gpuProfile(opts) });
+      self.postMessage({ done: true });
+      return;
+    }
     // WebGPU needs the single-threaded build (the threaded one has no WebGPU).
     const { wasm, memory, cpu } = await loadWasm(backend === 'webgpu' ? 1 : threads || undefined);
     self.postMessage({ cpu });

@@ -1,7 +1,8 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
 import init, { GalleryIndex, TaxaIndex } from '../pkg/fieldclip.js';
-import { LABELS, TEMPLATE, benchPixels, fetchBytes, random, time as timeWith } from './bench-common.js';
+import { LABELS, TEMPLATE, benchPixels, fetchBytes, median, random, time as timeWith } from './bench-common.js';
+import { gpuAdapter, installGpuProfile, profileCases, readGpuCounts, resetGpuCounts } from './bench-gpu.js';
 import { openDeviceStore } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
@@ -213,18 +214,91 @@ async function peerSuite() {
   else await peerEngine(backend === 'webgpu' ? 'webgpu' : 'wasm', opts);
 }
 
+// ---- WebGPU work per call (#18) ----
+// `?suite=gpu&engine=fieldclip|transformers.js[&weights=…&config=…][&runs=N&warmup=N]`: the
+// WebGPU calls each engine makes per image embedding (batch 1 and 8) and per 30-prompt text
+// batch, counted by wrapping the WebGPU prototypes (www/bench-gpu.js) before the model loads.
+// fieldclip runs in its worker as on the page; transformers.js on this page's main thread,
+// with the ONNX model in `peerModel` (benches/web/run.mjs prepares both).
+let gpuResult = null;
+
+function reportGpu({ rows }) {
+  for (const r of rows) {
+    report({ what: `${r.case}: ${r.dispatches} dispatches, ${r.passes} passes, ${r.submits} submits, ${r.readbacks} readbacks, pipelines ${r.pipelines_first} first / ${r.pipelines_later} later, ${r.bytes_written} B written, ${r.bytes_read} B read, peak ${r.peak_buffer_bytes} B of buffers`, median: r.ms, unit: 'ms', runs: r.runs });
+  }
+}
+
+async function transformersGpu(opts) {
+  installGpuProfile();
+  const t = await import('/node_modules/@huggingface/transformers/dist/transformers.js');
+  t.env.allowRemoteModels = false;
+  t.env.allowLocalModels = true;
+  t.env.localModelPath = opts.peerModels;
+  t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
+  resetGpuCounts();
+  const start = performance.now();
+  const load = { device: 'webgpu', dtype: 'fp32' };
+  const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
+  const vision = await t.CLIPVisionModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'vision_model' });
+  const text = await t.CLIPTextModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'text_model' });
+  const loaded = { ...readGpuCounts(), ms: performance.now() - start };
+  // Outputs come back to the CPU (transformers.js's default), as fieldclip's do.
+  const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
+  const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));
+  const one = benchPixels(1, 1);
+  const eight = benchPixels(8, 2);
+  const prompts = LABELS.map(TEMPLATE);
+  const rows = await profileCases([
+    { name: 'image b1', call: () => images(one, 1) },
+    { name: 'image b8', call: () => images(eight, 8) },
+    { name: '30 prompts', call: () => encode(prompts) },
+  ], opts, median);
+  return { adapter: gpuAdapter(), load: loaded, rows };
+}
+
+async function gpuSuite() {
+  const engine = params.get('engine') || 'fieldclip';
+  const opts = {
+    warmup: Number(params.get('warmup') ?? 1),
+    runs: Number(params.get('runs') || 3),
+    weights: params.get('weights') || '/bench-models/vitb32/model.safetensors',
+    config: params.get('config') || '/bench-models/vitb32/config.json',
+    peerModels: '/bench-models/',
+    peerModel: params.get('peerModel') || 'transformers-js-vitb32',
+  };
+  $('bench-status').textContent = `Running gpu, ${engine}…`;
+  if (engine === 'fieldclip') {
+    const worker = new Worker(new URL('./bench-fieldclip.js', import.meta.url), { type: 'module' });
+    gpuResult = await new Promise((resolve, reject) => {
+      let got = null;
+      worker.onmessage = ({ data }) => {
+        if (data.gpu) got = data.gpu;
+        if (data.error) reject(new Error(data.error));
+        if (data.done || data.error) worker.terminate();
+        if (data.done) resolve(got);
+      };
+      worker.onerror = (e) => reject(new Error(e.message || 'the benchmark worker failed'));
+      worker.postMessage({ gpu: true, opts });
+    });
+  } else {
+    gpuResult = await transformersGpu(opts);
+  }
+  for (const r of gpuResult.rows) r.runs = opts.runs;
+  reportGpu(gpuResult);
+}
+
 /** How many threads ONNX Runtime used, when the peer ran. */
 function peerThreads() {
   return globalThis.ortThreads;
 }
 
-const suites = { search: searchSuite, peer: peerSuite, taxa: taxaSuite };
+const suites = { search: searchSuite, peer: peerSuite, taxa: taxaSuite, gpu: gpuSuite };
 const suite = params.get('suite') || 'search';
 try {
   $('bench-status').textContent = `Running ${suite}…`;
   await suites[suite]();
   $('bench-status').textContent = 'Done.';
-  window.benchResult = { suite, engine: params.get('engine'), threads: peerThreads() ?? cpuInfo?.threads, cpu: cpuInfo?.reason, crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
+  window.benchResult = { suite, engine: params.get('engine'), threads: peerThreads() ?? cpuInfo?.threads, cpu: cpuInfo?.reason, gpu: gpuResult, crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
   console.log(`fieldclip-bench ${JSON.stringify(rows.map((r) => [r.what, r.median]))}`);
 } catch (e) {
   $('bench-status').textContent = `Failed: ${e.message}`;

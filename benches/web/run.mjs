@@ -1,5 +1,11 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
-// Usage: node benches/web/run.mjs [search|peer] [--runs N] [--warmup N] [--engines a,b[+q8][@threads]] [--out file.json]
+// Usage: node benches/web/run.mjs [search|taxa|peer|gpu] [--runs N] [--warmup N] [--engines a,b[+q8][@threads]]
+//        [--weights model.safetensors|folder (gpu)] [--out file.json]
+//
+// `gpu` counts the WebGPU work per call (#18): dispatches, passes, submits, readbacks, bytes,
+// pipelines, buffer peak, for fieldclip and (where its files are here) transformers.js on the
+// same ONNX model. Weights: --weights, else the random ViT-B/32 below, else tests/data/tiny
+// (said in the table and in the JSON's "model").
 //
 // `peer` compares fieldclip with transformers.js (ONNX Runtime Web) on the same random
 // full-size ViT-B/32, each on WebGPU and on the CPU (wasm). It needs:
@@ -12,9 +18,9 @@
 // Pages are served cross-origin isolated (COOP/COEP), so ONNX Runtime may use its threads.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, symlink, writeFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, symlink, writeFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { browser, serve } from '../../tests/e2e/webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -119,6 +125,95 @@ async function runPage(server, query) {
   }
 }
 
+/** A model's shape from its config.json, for the table's title. */
+async function modelName(config, fallback) {
+  try {
+    const c = JSON.parse(await readFile(config, 'utf8'));
+    const v = c.vision_config || {};
+    const t = c.text_config || {};
+    return `${fallback}: vision ${v.num_hidden_layers} layers × ${v.hidden_size} wide, patch ${v.patch_size}, ${v.image_size} px; text ${t.num_hidden_layers} layers × ${t.hidden_size} wide`;
+  } catch {
+    return fallback;
+  }
+}
+
+/** `gpu`: WebGPU work per call of each engine, one fresh page each; the table, and the JSON. */
+async function gpuSuite() {
+  const runs = option('--runs', '3');
+  const warmup = option('--warmup', '1');
+  const vitb32 = process.env.FIELDCLIP_VITB32_WEIGHTS || join(homedir(), '.cache/fieldclip-oracle/vitb32-random/model.safetensors');
+  let weights = option('--weights', null);
+  let note = '';
+  if (weights) {
+    weights = resolve(weights);
+    if (existsSync(weights) && (await stat(weights)).isDirectory()) weights = join(weights, 'model.safetensors');
+    if (!existsSync(weights)) throw new Error(`${weights} is missing`);
+  } else if (existsSync(vitb32)) {
+    weights = vitb32;
+  } else {
+    weights = join(root, 'tests/data/tiny/model.safetensors');
+    note = `${vitb32} is missing (FIELDCLIP_VITB32_WEIGHTS), so the tiny test model stands in: the same ops per layer, far fewer layers and narrower; counts are not the full model's`;
+    console.log(`note: ${note}`);
+  }
+  const isVitb32 = weights === resolve(vitb32);
+  const config = isVitb32 ? join(root, 'tests/data/vitb32/config.json') : join(dirname(weights), 'config.json');
+  const model = await modelName(config, isVitb32 ? 'random ViT-B/32 (full size)' : weights.startsWith(root) ? weights.slice(root.length + 1) : weights);
+  // The peer needs the ONNX export of the same model, and transformers.js (npm, installed on first use).
+  const onnx = join(dirname(vitb32), 'onnx');
+  let peerSkipped = null;
+  if (!isVitb32) peerSkipped = 'transformers.js needs the ONNX export of the same model; there is one only for the random ViT-B/32, which is not the model profiled';
+  else if (!existsSync(join(onnx, 'clip_vision.onnx')) || !existsSync(join(onnx, 'clip_text.onnx'))) peerSkipped = `${onnx}/clip_{vision,text}.onnx are missing (make_oracle.py onnx)`;
+  let mounts = { '/gpu-model/': dirname(weights) };
+  let weightsUrl = `/gpu-model/${basename(weights)}`;
+  let configUrl = '/gpu-model/config.json';
+  if (!peerSkipped) {
+    mounts = await preparePeer([]);
+    weightsUrl = '/bench-models/vitb32/model.safetensors';
+    configUrl = '/bench-models/vitb32/config.json';
+  } else {
+    console.log(`transformers.js not run: ${peerSkipped}`);
+  }
+  const engines = peerSkipped ? ['fieldclip'] : ['fieldclip', 'transformers.js'];
+  const server = await serve(root, { mounts });
+  const byEngine = {};
+  try {
+    for (const engine of engines) {
+      console.log(`running ${engine}…`);
+      const query = `suite=gpu&engine=${encodeURIComponent(engine)}&runs=${runs}&warmup=${warmup}&weights=${encodeURIComponent(weightsUrl)}&config=${encodeURIComponent(configUrl)}`;
+      byEngine[engine] = await runPage(server, query);
+    }
+  } finally {
+    await server.close();
+  }
+  const rows = engines.flatMap((engine) => byEngine[engine].gpu.rows.map((r) => ({ engine, ...r })));
+  const adapters = [...new Set(engines.map((e) => byEngine[e].gpu.adapter || 'adapter not named'))].join('; ');
+  const mb = (b) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 1)} MB`;
+  const kb = (b) => (b < 1e6 ? `${(b / 1e3).toFixed(1)} kB` : mb(b));
+  const lines = [
+    `WebGPU work per call — model: ${model}${note ? ' (stand-in)' : ''}; adapter: ${adapters}; ms: median of ${runs} after ${warmup} warm-up (+ the first call)${peerSkipped ? '; transformers.js not run' : ''}`,
+    '',
+    '| engine | case | dispatches | passes | submits | readbacks | pipelines, first call | pipelines, later calls | bytes written | bytes read | peak buffer bytes (live, incl. weights) | ms |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.engine} | ${r.case} | ${r.dispatches} | ${r.passes} | ${r.submits} | ${r.readbacks} | ${r.pipelines_first} | ${r.pipelines_later} | ${kb(r.bytes_written)} | ${kb(r.bytes_read)} | ${mb(r.peak_buffer_bytes)} | ${r.ms.toFixed(1)} |`),
+  ];
+  for (const e of engines) {
+    const l = byEngine[e].gpu.load;
+    lines.push('', `${e} loading: ${l.pipelines} pipelines, ${l.buffers_created} buffers, ${kb(l.bytes_written)} written, ${mb(l.live_buffer_bytes)} of buffers live after it, ${l.ms.toFixed(0)} ms`);
+    const varying = byEngine[e].gpu.rows.filter((r) => r.varying);
+    if (varying.length) lines.push(`${e}: counts that changed between later calls (the last call's shown): ${varying.map((r) => `${r.case}: ${r.varying.join(', ')}`).join('; ')}`);
+  }
+  console.log(`\n${lines.join('\n')}`);
+  const any = Object.values(byEngine)[0];
+  return {
+    suite, model, ...(note ? { note } : {}), adapter: adapters, userAgent: any.userAgent, runs: Number(runs), warmup: Number(warmup),
+    peer: peerSkipped ? { skipped: peerSkipped } : `@huggingface/transformers@${PEER_VERSION}`,
+    table: lines,
+    rows: rows.map(({ first_call: _, runs: __, ...r }) => r),
+    load: Object.fromEntries(engines.map((e) => [e, byEngine[e].gpu.load])),
+    first_calls: rows.map((r) => ({ engine: r.engine, case: r.case, ...r.first_call })),
+  };
+}
+
 const fmt = (r) => `${r.median.toFixed(r.unit === 'ms' ? 1 : 0)} ${r.unit}`;
 let result;
 if (suite === 'peer') {
@@ -158,6 +253,8 @@ if (suite === 'peer') {
   console.log(`\n${lines.join('\n')}`);
   const any = Object.values(byEngine)[0];
   result = { suite, userAgent: any.userAgent, crossOriginIsolated: any.crossOriginIsolated, peer: `@huggingface/transformers@${PEER_VERSION}`, table: lines, engines: byEngine };
+} else if (suite === 'gpu') {
+  result = await gpuSuite();
 } else {
   const server = await serve(root);
   try {
