@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the page's WebAssembly (wasm-pack, ES module output):
 #   pkg/          single-threaded, runs anywhere (stable Rust, SIMD128);
-#   pkg-threads/  burn's CPU backend on every core (Web Workers + shared memory). Built with
+#   pkg-threads/  burn's CPU backend on every core (Web Workers + shared memory) and relaxed
+#                 SIMD (int8 dot products, fused multiply-add: src/model/packed.rs). Built with
 #                 nightly Rust, because std must be rebuilt with atomics; used by the page only
-#                 where it is cross-origin isolated (scripts/serve.py and sw.js send the headers).
+#                 where it is cross-origin isolated (scripts/serve.py and sw.js send the headers)
+#                 and the browser has relaxed SIMD (www/wasm.js).
 # Pass --release for the smallest, fastest binaries (a cold build takes ~12 min each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,14 +19,16 @@ if [ "${FIELDCLIP_NO_THREADS:-}" = 1 ]; then
   echo "FIELDCLIP_NO_THREADS=1: skipping the threaded build (the page stays single-threaded)"
   rm -rf pkg-threads
 else
-  # RUSTFLAGS replaces .cargo/config.toml's wasm32 flags, so SIMD128 is repeated here. The
+  # RUSTFLAGS replaces .cargo/config.toml's wasm32 flags, so SIMD128 is repeated here. Relaxed
+  # SIMD is the crate feature `relaxed-simd` (our kernels only: burn's SIMD crate does not
+  # build with the target feature on everywhere); where a browser lacks it, the page uses pkg/. The
   # memory may grow to 4 GiB (the default maximum of shared memory is 1 GiB, too small for a
   # full-size f32 model and its activations). Its own target dir: nightly's artefacts never mix
   # with stable's.
   RUSTUP_TOOLCHAIN=nightly CARGO_TARGET_DIR="$CARGO_TARGET_DIR-threads" \
     RUSTFLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 -C link-arg=--max-memory=4294967296' \
     wasm-pack build --target web --no-typescript --out-dir pkg-threads "${@:---dev}" -- \
-    --no-default-features --features threads -Z build-std=panic_abort,std
+    --no-default-features --features threads,relaxed-simd -Z build-std=panic_abort,std
   rm -f pkg-threads/.gitignore pkg-threads/package.json pkg-threads/README.md
   # wasm-bindgen-rayon's worker imports its package as a directory ('../../..'), which only a
   # bundler resolves; a static server needs the module's file name.

@@ -17,6 +17,9 @@ bash scripts/build-web.sh
 # The hostile corpus (tests/hostile/corpus.rs) for tests/e2e/corpus.test.mjs.
 export FIELDCLIP_HOSTILE_CORPUS="$CARGO_TARGET_DIR/tmp/hostile-page-corpus"
 cargo run --quiet --example hostile_corpus -- "$FIELDCLIP_HOSTILE_CORPUS"
+# The tiny model's q8 pack, for tests/e2e/relaxed.test.mjs (relaxed SIMD against SIMD128).
+export FIELDCLIP_Q8_PACK="$CARGO_TARGET_DIR/tmp/tiny-q8.fcpk"
+cargo run --quiet --bin fieldclip -- pack --weights tests/data/tiny/model.safetensors --dtype q8 -o "$FIELDCLIP_Q8_PACK"
 # Never hangs CI: each test file has 10 minutes, the whole run 25 (every WebDriver and HTTP call
 # in the tests has its own timeout, and the browser is killed when a test ends).
 timeout --kill-after=30 1500 node --test --test-timeout=600000 tests/e2e/

@@ -23,7 +23,7 @@ fn keeps_int8_weights(device: &Device) -> bool {
 pub fn placement(device: &Device) -> Placement {
     let cpu = *device == Device::flex();
     let wasm = cfg!(target_arch = "wasm32");
-    Placement { device: device.clone(), column_blocks: if cpu && !wasm { 4 } else { 1 }, packed_matmul: cpu && wasm }
+    Placement { device: device.clone(), column_blocks: if cpu && !wasm { 4 } else { 1 }, packed_matmul: cpu && wasm, largest_tensor: None }
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing, on one device.
@@ -64,6 +64,17 @@ impl ClipModel {
         device: &Device,
         progress: &mut dyn FnMut(&str, f32),
     ) -> Result<Self, Error> {
+        Self::from_loaded_at(loaded, &placement(device), progress)
+    }
+
+    /// `from_loaded` with the layers placed as `at` says instead of as `placement` would for
+    /// its device: natively, the tests run a q8 pack on the packed int8 matmul WebAssembly uses.
+    pub fn from_loaded_at(
+        loaded: weights::LoadedWeights,
+        at: &Placement,
+        progress: &mut dyn FnMut(&str, f32),
+    ) -> Result<Self, Error> {
+        let device = &at.device;
         let config = loaded.config_json.as_deref();
         let info = loaded.info;
         let id = format!("{} {}", info.name, loaded.sampled_digest);
@@ -84,11 +95,10 @@ impl ClipModel {
         let tokenizer = ClipTokenizer::with_context_length(info.config.text.context_length)?;
         let (c, w) = (&info.config, loaded.weights);
         let w = if keeps_int8_weights(device) { w } else { w.dequantise() };
-        let at = placement(device);
         progress("Building the image encoder", 0.4);
-        let vision = VisionTransformer::new(w.vision, &c.vision, c.projection_dim, &at);
+        let vision = VisionTransformer::new(w.vision, &c.vision, c.projection_dim, at);
         progress("Building the text encoder", 0.75);
-        let text = TextTransformer::new(w.text, &c.text, c.projection_dim, &at);
+        let text = TextTransformer::new(w.text, &c.text, c.projection_dim, at);
         progress("Ready", 1.0);
         let model = Clip { vision, text, logit_scale: w.logit_scale, config: c.clone() };
         Ok(Self { model, tokenizer, preprocess, info, device: device.clone(), id })

@@ -2,6 +2,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+#[path = "common/checkpoints.rs"]
+mod checkpoints;
 
 use std::collections::HashMap;
 
@@ -427,62 +429,6 @@ fn label_list_and_template_errors() {
     assert_eq!(LabelSet::new(&s(&["oak"]), &t).unwrap().prompts(), vec!["a photo of a oak."]);
 }
 
-/// A checkpoint in the HF layout with the widths, patch size, positions and heads of a real
-/// architecture, one layer per tower (depth does not change any shape), small random values,
-/// stored as f16.
-fn random_hf_checkpoint(vision: (usize, usize, usize), text_width: usize, proj: usize) -> Vec<u8> {
-    let (vw, patch, image) = vision;
-    let positions = (image / patch) * (image / patch) + 1;
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("vision_model.embeddings.patch_embedding.weight".into(), vec![vw, 3, patch, patch]),
-        ("vision_model.embeddings.class_embedding".into(), vec![vw]),
-        ("vision_model.embeddings.position_embedding.weight".into(), vec![positions, vw]),
-        ("vision_model.pre_layrnorm.weight".into(), vec![vw]),
-        ("vision_model.pre_layrnorm.bias".into(), vec![vw]),
-        ("vision_model.post_layernorm.weight".into(), vec![vw]),
-        ("vision_model.post_layernorm.bias".into(), vec![vw]),
-        ("visual_projection.weight".into(), vec![proj, vw]),
-        ("text_model.embeddings.token_embedding.weight".into(), vec![49408, text_width]),
-        ("text_model.embeddings.position_embedding.weight".into(), vec![77, text_width]),
-        ("text_model.final_layer_norm.weight".into(), vec![text_width]),
-        ("text_model.final_layer_norm.bias".into(), vec![text_width]),
-        ("text_projection.weight".into(), vec![proj, text_width]),
-        ("logit_scale".into(), vec![]),
-    ];
-    for (tower, w) in [("vision_model", vw), ("text_model", text_width)] {
-        let p = format!("{tower}.encoder.layers.0");
-        for name in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            shapes.push((format!("{p}.self_attn.{name}.weight"), vec![w, w]));
-            shapes.push((format!("{p}.self_attn.{name}.bias"), vec![w]));
-        }
-        for name in ["layer_norm1", "layer_norm2"] {
-            shapes.push((format!("{p}.{name}.weight"), vec![w]));
-            shapes.push((format!("{p}.{name}.bias"), vec![w]));
-        }
-        shapes.push((format!("{p}.mlp.fc1.weight"), vec![4 * w, w]));
-        shapes.push((format!("{p}.mlp.fc1.bias"), vec![4 * w]));
-        shapes.push((format!("{p}.mlp.fc2.weight"), vec![w, 4 * w]));
-        shapes.push((format!("{p}.mlp.fc2.bias"), vec![w]));
-    }
-    let mut seed = 1u32;
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    half::f16::from_f32((seed >> 8) as f32 / (1 << 24) as f32 * 0.04 - 0.02).to_le_bytes()
-                })
-                .collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> =
-        data.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F16, s.clone(), d).unwrap())).collect();
-    safetensors::serialize(views, None).unwrap()
-}
-
 /// ViT-B/32, ViT-B/16 and ViT-L/14 shapes load and run: one image and one text each, and a
 /// heat-map on each one's patch grid.
 #[test]
@@ -492,7 +438,7 @@ fn vit_b32_b16_and_l14_shapes_load_and_run() {
         ("ViT-B/16", (768, 16, 224), 512, 512, (12, 8)),
         ("ViT-L/14", (1024, 14, 224), 768, 768, (16, 12)),
     ] {
-        let bytes = random_hf_checkpoint(vision, text_width, proj);
+        let bytes = checkpoints::random_hf_checkpoint(vision, text_width, proj);
         let model = ClipModel::from_bytes(&bytes, None, &Device::flex()).unwrap();
         let c = &model.info.config;
         assert_eq!((c.vision.transformer.width, c.vision.patch_size, c.text.transformer.width), (vision.0, vision.1, text_width), "{name}");

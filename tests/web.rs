@@ -2,6 +2,9 @@
 //! backend and on its CPU backend, against the oracle (tiny HF model).
 #![cfg(target_arch = "wasm32")]
 
+#[path = "common/checkpoints.rs"]
+mod checkpoints;
+
 use fieldclip::web::{Classifier, GalleryIndex};
 use serde_json::Value;
 use wasm_bindgen_test::*;
@@ -402,4 +405,28 @@ async fn heat_maps_on_cpu_match_clearclip() {
 #[wasm_bindgen_test]
 async fn heat_maps_on_webgpu_match_clearclip() {
     check_maps("webgpu", 1e-3).await;
+}
+
+/// ViT-L/14's shapes (its widths, patch grid and vocabulary; one layer a tower) on WebGPU at
+/// WebGPU's *default* limits (#18): its 151.8 MB f32 token table is above the default 128 MiB
+/// binding, so the model keeps it in parts there. Text (whose ids fall in both parts) and an
+/// image give what the CPU gives.
+#[wasm_bindgen_test]
+async fn l14_shape_runs_on_webgpu_at_default_limits() {
+    let bytes = checkpoints::random_hf_checkpoint((1024, 14, 224), 768, 768);
+    let mut gpu = Classifier::create(bytes.clone(), None, "webgpu:default-limits".into(), None)
+        .await
+        .unwrap_or_else(|e| panic!("L/14 on WebGPU at default limits: {e:?}"));
+    assert_eq!(gpu.backend(), "webgpu");
+    let mut cpu = Classifier::create(bytes, None, "cpu".into(), None).await.unwrap();
+    // The start and end tokens (49406, 49407) sit in the table's second part, the words in its first.
+    let prompts = vec!["a photo of a fern.".to_string(), "zebra".to_string()];
+    let (on_gpu, on_cpu) = (gpu.embed_texts(prompts.clone()).await.unwrap(), cpu.embed_texts(prompts).await.unwrap());
+    assert_eq!(on_gpu.len(), 2 * 768);
+    let text_diff = max_abs_diff(&on_gpu, &on_cpu);
+    let pixels: Vec<f32> = (0..3 * 224 * 224).map(|i| (i as f32 * 0.001).sin()).collect();
+    let (image_gpu, image_cpu) = (gpu.embed_pixels(pixels.clone()).await.unwrap(), cpu.embed_pixels(pixels).await.unwrap());
+    let image_diff = max_abs_diff(&image_gpu, &image_cpu);
+    web_sys::console::log_1(&format!("L/14 shape at default limits: text {text_diff:.2e}, image {image_diff:.2e} from the CPU").into());
+    assert!(text_diff < 1e-3 && image_diff < 1e-3, "text {text_diff}, image {image_diff}");
 }

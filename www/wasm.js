@@ -1,30 +1,55 @@
 // Loads fieldclip's WebAssembly in a worker. Two builds of the same code: pkg-threads/ runs
-// burn's CPU matmuls on every core, but needs shared memory, which the browser only gives a
-// cross-origin isolated page (scripts/serve.py and sw.js send the headers); pkg/ runs
-// anywhere, on one core.
+// burn's CPU matmuls on every core and multiplies with relaxed SIMD (int8 dot products and
+// fused multiply-add, src/model/packed.rs), but needs shared memory, which the browser only
+// gives a cross-origin isolated page (scripts/serve.py and sw.js send the headers), and relaxed
+// SIMD (Chrome and Edge 114+, Firefox with it); pkg/ runs anywhere (SIMD128), on one core.
+
+/**
+ * Whether this browser runs WebAssembly relaxed SIMD: a 1-function module using
+ * `i32x4.relaxed_dot_i8x16_i7x16_add_s` validates.
+ */
+export function hasRelaxedSimd() {
+  const module = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 v128 v128) → v128
+    0x03, 0x02, 0x01, 0x00, // one function of that type
+    0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x93, 0x02, 0x0b, // its body
+  ]);
+  try {
+    return WebAssembly.validate(module);
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Imports and starts the best build for this context. `threads`: how many to use (default:
- * every core; 1 picks the single-threaded build). Resolves to `{ wasm, memory, cpu }`: the
- * module's exports, its `WebAssembly.Memory`, and `{ threads, reason }` saying how the CPU backend runs, for the user.
+ * every core); `webgpu`: the build with WebGPU (pkg/). Resolves to `{ wasm, memory, build, cpu }`: the
+ * module's exports, its `WebAssembly.Memory`, `'threads'` or `'single'`, and `{ threads, reason, relaxedSimd }` saying how the CPU backend runs, for the user.
+ * pkg-threads/ is used even for one thread where it can run: its relaxed SIMD kernels are the
+ * faster ones (1.2× f32, 2.1× int8 matmuls over pkg/'s, BENCHMARKS.md).
  */
-export async function loadWasm(threads = navigator.hardwareConcurrency || 1) {
+export async function loadWasm(threads = navigator.hardwareConcurrency || 1, { webgpu = false } = {}) {
   let reason;
-  if (threads > 1 && self.crossOriginIsolated) {
+  const relaxedSimd = hasRelaxedSimd();
+  if (webgpu) {
+    reason = 'one thread (WebGPU runs in the single-threaded build)';
+  } else if (self.crossOriginIsolated && relaxedSimd) {
     try {
       const wasm = await import('../pkg-threads/fieldclip.js');
       const exports = await wasm.default();
       await wasm.initThreadPool(threads);
-      return { wasm, memory: exports.memory, cpu: { threads, reason: `${threads} threads` } };
+      const count = threads === 1 ? 'one thread' : `${threads} threads`;
+      return { wasm, memory: exports.memory, build: 'threads', cpu: { threads, relaxedSimd: true, reason: `${count}, relaxed SIMD` } };
     } catch (e) {
       reason = `one thread (the threaded build did not start: ${e.message || e})`;
     }
-  } else if (threads > 1) {
+  } else if (!self.crossOriginIsolated) {
     reason = 'one thread (the page is not cross-origin isolated)';
   } else {
-    reason = 'one thread';
+    reason = 'one thread (this browser has no WebAssembly relaxed SIMD, which the threaded build uses)';
   }
   const wasm = await import('../pkg/fieldclip.js');
   const exports = await wasm.default();
-  return { wasm, memory: exports.memory, cpu: { threads: 1, reason } };
+  return { wasm, memory: exports.memory, build: 'single', cpu: { threads: 1, relaxedSimd: false, reason } };
 }

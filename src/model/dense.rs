@@ -40,11 +40,15 @@ pub struct Placement {
     /// run their matmul there (burn's CPU backend in WebAssembly, where that kernel is 1.3–1.5×
     /// faster than burn's; see `packed.rs`).
     pub packed_matmul: bool,
+    /// The largest tensor the device holds in one piece, in bytes (`None`: no limit). WebGPU's
+    /// default binding limit is 128 MiB, less than ViT-L/14's 151.8 MB token embedding table,
+    /// so a table above it is kept in parts (`EmbeddingTable::Parts`).
+    pub largest_tensor: Option<usize>,
 }
 
 impl Placement {
     pub fn new(device: &Device) -> Self {
-        Self { device: device.clone(), column_blocks: 1, packed_matmul: false }
+        Self { device: device.clone(), column_blocks: 1, packed_matmul: false, largest_tensor: None }
     }
 }
 
@@ -167,13 +171,29 @@ fn host_values(x: Tensor<2>) -> Vec<f32> {
 pub enum EmbeddingTable {
     Float(Embedding),
     Int8 { table: Tensor<2, Int>, scales: Tensor<1> },
+    /// An f32 table too large for one tensor on the device (`Placement::largest_tensor`), as
+    /// consecutive blocks of rows: `(first row, rows)`.
+    Parts(Vec<(usize, Tensor<2>)>),
 }
 
 impl EmbeddingTable {
     pub fn new(table: HostMatrix, vocab: usize, at: &Placement) -> Self {
         let device = &at.device;
         let width = table.len() / vocab;
+        let row_bytes = width * std::mem::size_of::<f32>();
         match table {
+            HostMatrix::F32(t) if at.largest_tensor.is_some_and(|largest| vocab * row_bytes > largest) => {
+                let rows_per_part = (at.largest_tensor.unwrap_or(usize::MAX) / row_bytes.max(1)).max(1);
+                let parts = t
+                    .chunks(rows_per_part * width)
+                    .enumerate()
+                    .map(|(i, rows)| {
+                        let tensor = Tensor::from_data(TensorData::new(rows.to_vec(), [rows.len() / width, width]), device);
+                        (i * rows_per_part, tensor)
+                    })
+                    .collect();
+                EmbeddingTable::Parts(parts)
+            }
             HostMatrix::F32(t) => EmbeddingTable::Float(Embedding {
                 weight: Param::from_tensor(Tensor::from_data(TensorData::new(t, [vocab, width]), device)),
             }),
@@ -195,6 +215,28 @@ impl EmbeddingTable {
                 let rows = rows * scales.clone().select(0, ids).unsqueeze_dim::<2>(1);
                 rows.reshape([batch, len, width])
             }
+            // Each part gathers its own rows (ids outside it read its row 0) and the rows of
+            // the part each id falls in are kept.
+            EmbeddingTable::Parts(parts) => {
+                let [batch, len] = ids.dims();
+                let ids = ids.reshape([batch * len]);
+                let mut rows: Option<Tensor<2>> = None;
+                for (first, part) in parts {
+                    let [count, width] = part.dims();
+                    let local = ids.clone().sub_scalar(*first as i64).clamp(0, count as i64 - 1);
+                    let gathered = part.clone().select(0, local);
+                    rows = Some(match rows {
+                        None => gathered,
+                        Some(rows) => {
+                            let inside = ids.clone().greater_equal_elem(*first as i64).unsqueeze_dim::<2>(1).expand([batch * len, width]);
+                            rows.mask_where(inside, gathered)
+                        }
+                    });
+                }
+                let rows = rows.expect("a table has at least one part");
+                let width = rows.dims()[1];
+                rows.reshape([batch, len, width])
+            }
         }
     }
 }
@@ -210,6 +252,8 @@ mod tests {
     /// A packed dense layer (as in WebAssembly) gives what burn's matmul gives, f32 and int8,
     /// with each activation, on a `[batch, tokens, in]` input. (Natively the packed layer runs
     /// the scalar kernel; `wasm-pack test` runs this in WebAssembly, on the SIMD128 one.)
+    /// With int8 weights the packed layer multiplies quantised activations (`packed`'s notes):
+    /// burn's matmul then gets the input as the kernel sees it, each row rounded to 63 levels.
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn packed_layers_match_burns_matmul() {
@@ -220,11 +264,18 @@ mod tests {
             HostMatrix::F32(values(inputs * outputs, 0.2)),
             HostMatrix::Int8 { values: q, scales: (0..outputs).map(|o| 0.01 + o as f32 * 1e-3).collect() },
         ];
-        let x = Tensor::<3>::from_data(TensorData::new(values(2 * 5 * inputs, 1.0), [2, 5, inputs]), &device);
+        let rows = 2 * 5;
+        let x_values = values(rows * inputs, 1.0);
+        let (x_quantised, row_scales) = super::super::packed::quantise_rows(&x_values, rows, inputs, inputs);
+        let x_as_the_int8_kernel_sees_it: Vec<f32> =
+            x_quantised.iter().enumerate().map(|(i, &v)| v as f32 * row_scales[i / inputs]).collect();
+        let x = Tensor::<3>::from_data(TensorData::new(x_values, [2, 5, inputs]), &device);
+        let x_seen = Tensor::<3>::from_data(TensorData::new(x_as_the_int8_kernel_sees_it, [2, 5, inputs]), &device);
         for weight in weights {
+            let int8 = matches!(weight, HostMatrix::Int8 { .. });
             for activation in [None, Some(Activation::QuickGelu), Some(Activation::Gelu)] {
                 let layer = |packed_matmul| {
-                    let at = Placement { device: device.clone(), column_blocks: 1, packed_matmul };
+                    let at = Placement { device: device.clone(), column_blocks: 1, packed_matmul, largest_tensor: None };
                     let dense = Dense::new(weight.clone(), outputs, Some(values(outputs, 3.0)), &at);
                     assert_eq!(matches!(dense.weight, DenseWeight::Packed { .. }), packed_matmul);
                     match activation {
@@ -232,14 +283,33 @@ mod tests {
                         None => dense,
                     }
                 };
-                let expected = layer(false).forward(x.clone());
+                let expected = layer(false).forward(if int8 { x_seen.clone() } else { x.clone() });
                 let got = layer(true).forward(x.clone());
                 assert_eq!(got.dims(), [2, 5, outputs]);
                 let (got, expected) = (got.into_data().try_to_vec::<f32>().unwrap(), expected.into_data().try_to_vec::<f32>().unwrap());
                 for (g, e) in got.iter().zip(&expected) {
-                    assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{activation:?}: {g} vs {e}");
+                    assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "int8 {int8}, {activation:?}: {g} vs {e}");
                 }
             }
         }
+    }
+
+    /// A table above the device's largest tensor is kept in parts and looks up the same rows,
+    /// ids in every part and at both ends.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn a_table_in_parts_looks_up_the_same_rows() {
+        let device = Device::flex();
+        let (vocab, width) = (10, 4);
+        let table = HostMatrix::F32(values(vocab * width, 0.4));
+        let whole = EmbeddingTable::new(table.clone(), vocab, &Placement::new(&device));
+        // 3 rows (48 bytes) a part: 4 parts, the last of 1 row.
+        let at = Placement { largest_tensor: Some(3 * width * 4 + 5), ..Placement::new(&device) };
+        let parts = EmbeddingTable::new(table, vocab, &at);
+        assert!(matches!(&parts, EmbeddingTable::Parts(p) if p.len() == 4));
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 9, 3, 2, 5, 6, 8, 1], [2, 4]), &device);
+        let (a, b) = (whole.forward(ids.clone()), parts.forward(ids));
+        assert_eq!(a.dims(), [2, 4, width]);
+        assert_eq!(a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
     }
 }

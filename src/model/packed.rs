@@ -10,6 +10,25 @@
 //! It also packs the weight once instead of on every call, and adds bias and int8 scales
 //! on the way out. Natively burn's matmul (gemm's AVX2/FMA kernels) stays; there this module
 //! runs a plain scalar kernel, which the tests use to check the packing and the blocking.
+//!
+//! **Int8 weights (q8 packs) multiply in integers** (#17), as ONNX Runtime's dynamic
+//! quantisation does: each row of the activations is quantised on the fly to
+//! `ACTIVATION_LEVELS` (symmetric, one scale per row), the products are summed exactly in i32,
+//! and the row's and the output's scales are applied once, on the way out. The weights stay
+//! int8 in memory. With SIMD128 the kernel widens both to i16 and uses `i32x4.dot_i16x8_s`
+//! (8 products per instruction, runs wherever SIMD128 does); the build with relaxed SIMD
+//! (cargo feature `relaxed-simd`, scripts/build-web.sh: these kernels only, as burn's own SIMD
+//! crate does not build with relaxed SIMD on for every crate) uses
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` (16 products and the add in one instruction), whose
+//! second operand must be 7-bit non-negative: the activations go in offset by +64 and the
+//! offset's share, 64 · Σ weights of the output, is taken off the i32 sum. Both compute the
+//! same integer sums, so the two builds give the same bits. Measured in Chromium 156 on this
+//! VM, one thread, ViT-B/32's shapes (BENCHMARKS.md): f32 kernel 19–20 GMAC/s, int8 SIMD128
+//! 29–35, int8 relaxed 51–59; f32 with relaxed fused multiply-add 23–25.
+//!
+//! Activations get 7 bits (±63) in both builds, not 8, because the relaxed instruction's
+//! operand has 7; per row, which follows outliers more closely than ONNX Runtime's one u8 range
+//! for the whole tensor.
 
 use super::config::Activation;
 use super::host_matrix::HostMatrix;
@@ -19,6 +38,14 @@ pub const PANEL: usize = 8;
 /// Rows per kernel call: 4 × 2 accumulators + 2 weight vectors + 1 broadcast fit V8's 16
 /// vector registers (5 or 6 rows spilled and ran slower).
 const ROWS: usize = 4;
+/// Activations are quantised per row to integers in `−63..=63` (see the module's notes).
+pub const ACTIVATION_LEVELS: f32 = 63.0;
+/// The relaxed kernel's activations are `q + 64` (0..=127: its operand's 7 bits).
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+const ACTIVATION_OFFSET: i32 = 64;
+
+/// Whether this build multiplies with relaxed SIMD (a second page build, see build-web.sh).
+pub const RELAXED_SIMD: bool = cfg!(all(target_arch = "wasm32", feature = "relaxed-simd"));
 
 /// A dense weight `[outputs, inputs]` stored as `[outputs / 8][inputs][8]`.
 #[derive(Debug)]
@@ -31,9 +58,10 @@ pub struct PackedWeight {
 #[derive(Debug)]
 enum Panels {
     F32(Vec<f32>),
-    /// Int8 panels (a quarter of the memory), widened to f32 one panel at a time; `scales`
-    /// has one scale per output.
-    Int8 { values: Vec<i8>, scales: Vec<f32> },
+    /// Int8 panels (a quarter of the memory) in the integer kernel's order (`int8_index`), the
+    /// inputs padded with zeros to `depth` (a multiple of 4); `scales`: one per output;
+    /// `offsets`: the relaxed kernel's correction per output (64 · Σ weights), else zeros.
+    Int8 { values: Vec<i8>, scales: Vec<f32>, offsets: Vec<i32>, depth: usize },
 }
 
 /// `[outputs, inputs]` row-major → `[outputs / 8][inputs][8]`.
@@ -49,6 +77,71 @@ fn pack<T: Copy + Default>(weight: &[T], outputs: usize, inputs: usize) -> Vec<T
     out
 }
 
+/// Where weight (`lane` of the panel, input `p`) sits within its int8 panel. Per 4 inputs, 32
+/// bytes. SIMD128 (`i32x4.dot_i16x8_s` sums pairs): the first 16 bytes are lanes 0–3, the last 16
+/// lanes 4–7; in each, 8 bytes per pair of inputs, 2 per lane.
+#[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+fn int8_index(lane: usize, p: usize) -> usize {
+    let (quad, within) = (p / 4, p % 4);
+    quad * 32 + (lane / 4) * 16 + (within / 2) * 8 + (lane % 4) * 2 + within % 2
+}
+
+/// Relaxed SIMD (`relaxed_dot_i8x16_i7x16_add` sums fours): 4 bytes per lane, the lane's 4 inputs.
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+fn int8_index(lane: usize, p: usize) -> usize {
+    (p / 4) * 32 + lane * 4 + p % 4
+}
+
+/// `[outputs, inputs]` int8 → panels of `int8_index`'s order, inputs padded to `depth`.
+fn pack_int8(weight: &[i8], outputs: usize, inputs: usize, depth: usize) -> Vec<i8> {
+    let mut out = vec![0i8; outputs.div_ceil(PANEL) * depth * PANEL];
+    for (o, row) in weight.chunks_exact(inputs).enumerate().take(outputs) {
+        let base = (o / PANEL) * depth * PANEL;
+        for (p, &w) in row.iter().enumerate() {
+            out[base + int8_index(o % PANEL, p)] = w;
+        }
+    }
+    out
+}
+
+/// Each row of `x` (`[rows, inputs]`) as integers in `−63..=63` times one scale per row,
+/// `max |row| / 63` (0 for a row of zeros), padded with zeros to `depth` inputs.
+pub fn quantise_rows(x: &[f32], rows: usize, inputs: usize, depth: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; rows * depth];
+    let mut scales = vec![0.0f32; rows];
+    for (r, row) in x.chunks_exact(inputs).enumerate().take(rows) {
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if row.iter().any(|v| !v.is_finite()) {
+            // A non-finite input gives non-finite outputs, as the f32 product would.
+            scales[r] = f32::NAN;
+            continue;
+        }
+        if max == 0.0 {
+            continue;
+        }
+        let inverse = ACTIVATION_LEVELS / max;
+        scales[r] = max / ACTIVATION_LEVELS;
+        for (q, &v) in q[r * depth..r * depth + inputs].iter_mut().zip(row) {
+            *q = (v * inverse).round() as i8;
+        }
+    }
+    (q, scales)
+}
+
+/// The quantised activations in the form the kernel reads: i16 for `dot_i16x8`, bytes + 64
+/// for the relaxed dot.
+#[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+type KernelActivation = i16;
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+type KernelActivation = u8;
+
+fn kernel_activations(q: &[i8]) -> Vec<KernelActivation> {
+    #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+    return q.iter().map(|&v| v as i16).collect();
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    return q.iter().map(|&v| (v as i32 + ACTIVATION_OFFSET) as u8).collect();
+}
+
 impl PackedWeight {
     /// Whether a layer with this many outputs can be packed (whole panels only).
     pub fn fits(outputs: usize) -> bool {
@@ -60,7 +153,14 @@ impl PackedWeight {
         let inputs = weight.len() / outputs;
         let panels = match weight {
             HostMatrix::F32(w) => Panels::F32(pack(&w, outputs, inputs)),
-            HostMatrix::Int8 { values, scales } => Panels::Int8 { values: pack(&values, outputs, inputs), scales },
+            HostMatrix::Int8 { values, scales } => {
+                let depth = inputs.div_ceil(4) * 4;
+                #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+                let offsets = values.chunks_exact(inputs).map(|row| ACTIVATION_OFFSET * row.iter().map(|&w| w as i32).sum::<i32>()).collect();
+                #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+                let offsets = vec![0; outputs];
+                Panels::Int8 { values: pack_int8(&values, outputs, inputs, depth), scales, offsets, depth }
+            }
         };
         Self { inputs, outputs, panels }
     }
@@ -73,39 +173,55 @@ impl PackedWeight {
         self.outputs
     }
 
-    /// `x [rows, inputs] → activation(x Wᵀ + bias)`, `[rows, outputs]`.
+    /// `x [rows, inputs] → activation(x Wᵀ + bias)`, `[rows, outputs]`. With int8 weights the
+    /// rows of `x` are quantised first (see the module's notes).
     pub fn matmul(&self, x: &[f32], rows: usize, bias: Option<&[f32]>, activation: Option<Activation>) -> Vec<f32> {
         let (k, n) = (self.inputs, self.outputs);
         assert_eq!(x.len(), rows * k, "input is not [rows, inputs]");
         let mut y = vec![0.0f32; rows * n];
         let out = Output(y.as_mut_ptr());
-        let panel = |j: usize, scratch: &mut Vec<f32>| {
+        let epilogue = |j: usize, scale: Option<[f32; PANEL]>| {
             let columns = j * PANEL..(j + 1) * PANEL;
-            let (weights, scale): (&[f32], _) = match &self.panels {
-                Panels::F32(w) => (&w[j * k * PANEL..(j + 1) * k * PANEL], None),
-                Panels::Int8 { values, scales } => {
-                    scratch.clear();
-                    scratch.extend(values[j * k * PANEL..(j + 1) * k * PANEL].iter().map(|&q| q as f32));
-                    (&scratch[..], Some(lanes(&scales[columns.clone()])))
-                }
-            };
-            let epilogue = Epilogue { scale, bias: bias.map(|b| lanes(&b[columns])), activation };
-            // Safety: panel j writes columns j·8..j·8+8 of each row of `y` and nothing else,
-            // so panels run on different threads write disjoint elements.
-            unsafe { panel_rows(x, rows, k, weights, &epilogue, out.at(j * PANEL), n) };
+            Epilogue { scale, bias: bias.map(|b| lanes(&b[columns])), activation }
         };
-        #[cfg(feature = "threads")]
-        {
-            use rayon::prelude::*;
-            (0..n / PANEL).into_par_iter().for_each_init(Vec::new, |scratch, j| panel(j, scratch));
-        }
-        #[cfg(not(feature = "threads"))]
-        {
-            let mut scratch = Vec::new();
-            (0..n / PANEL).for_each(|j| panel(j, &mut scratch));
+        match &self.panels {
+            Panels::F32(w) => {
+                let panel = |j: usize| {
+                    // Safety: panel j writes columns j·8..j·8+8 of each row of `y` and nothing
+                    // else, so panels run on different threads write disjoint elements.
+                    unsafe { panel_rows(x, rows, k, &w[j * k * PANEL..(j + 1) * k * PANEL], &epilogue(j, None), out.at(j * PANEL), n) };
+                };
+                for_each_panel(n / PANEL, panel);
+            }
+            Panels::Int8 { values, scales, offsets, depth } => {
+                let depth = *depth;
+                let (q, row_scales) = quantise_rows(x, rows, k, depth);
+                let q = kernel_activations(&q);
+                let panel = |j: usize| {
+                    let columns = j * PANEL..(j + 1) * PANEL;
+                    let mut offset = [0i32; PANEL];
+                    offset.copy_from_slice(&offsets[columns.clone()]);
+                    let weights = &values[j * depth * PANEL..(j + 1) * depth * PANEL];
+                    let epilogue = epilogue(j, Some(lanes(&scales[columns])));
+                    // Safety: as above, disjoint columns.
+                    unsafe { int8_panel_rows(&q, &row_scales, rows, depth, weights, &offset, &epilogue, out.at(j * PANEL), n) };
+                };
+                for_each_panel(n / PANEL, panel);
+            }
         }
         y
     }
+}
+
+/// Runs `panel(j)` for every panel, on every thread of the threaded build.
+fn for_each_panel(panels: usize, panel: impl Fn(usize) + Sync + Send) {
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        (0..panels).into_par_iter().for_each(panel);
+    }
+    #[cfg(not(feature = "threads"))]
+    (0..panels).for_each(panel);
 }
 
 fn lanes(values: &[f32]) -> [f32; PANEL] {
@@ -153,7 +269,8 @@ fn gelu(y: f32) -> f32 {
 
 /// GELU for four lanes (see `gelu`).
 #[cfg(target_arch = "wasm32")]
-#[inline(always)]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
 fn gelu4(y: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     let x = f32x4_mul(y, f32x4_splat(core::f32::consts::FRAC_1_SQRT_2));
@@ -173,7 +290,8 @@ fn gelu4(y: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 /// (relative error ~2e-7), `2ⁿ` put in the exponent bits. Inputs are clamped to where
 /// `eˣ` is a normal f32; below that QuickGELU's result is 0 either way (or `y`, above).
 #[cfg(target_arch = "wasm32")]
-#[inline(always)]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
 fn exp4(x: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     let x = f32x4_pmax(f32x4_pmin(x, f32x4_splat(88.0)), f32x4_splat(-87.0));
@@ -192,7 +310,8 @@ fn exp4(x: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 
 /// `y · sigmoid(1.702 y) = y / (1 + e^(−1.702 y))`.
 #[cfg(target_arch = "wasm32")]
-#[inline(always)]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
 fn quick_gelu4(y: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
     use core::arch::wasm32::*;
     let e = exp4(f32x4_mul(y, f32x4_splat(-1.702)));
@@ -204,6 +323,7 @@ fn quick_gelu4(y: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 ///
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of 8 elements, `ldc` apart.
+#[cfg_attr(all(target_arch = "wasm32", feature = "relaxed-simd"), target_feature(enable = "relaxed-simd"))]
 unsafe fn panel_rows(x: &[f32], rows: usize, k: usize, weights: &[f32], epilogue: &Epilogue, c: *mut f32, ldc: usize) {
     debug_assert!(x.len() >= rows * k && weights.len() >= k * PANEL);
     let mut i = 0;
@@ -221,9 +341,42 @@ unsafe fn panel_rows(x: &[f32], rows: usize, k: usize, weights: &[f32], epilogue
     }
 }
 
+/// `acc · scale + bias`, then the activation, for half `half` (lanes 0–3 or 4–7) of a panel.
+#[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
+unsafe fn finish(mut v: core::arch::wasm32::v128, half: usize, epilogue: &Epilogue) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    let load = |v: &[f32; PANEL]| v128_load(v.as_ptr().add(4 * half) as *const v128);
+    if let Some(scale) = &epilogue.scale {
+        v = f32x4_mul(v, load(scale));
+    }
+    if let Some(bias) = &epilogue.bias {
+        v = f32x4_add(v, load(bias));
+    }
+    match epilogue.activation {
+        Some(Activation::QuickGelu) => quick_gelu4(v),
+        Some(Activation::Gelu) => gelu4(v),
+        None => v,
+    }
+}
+
+/// `acc + a · b`: fused (one rounding) in the relaxed SIMD build, where it is one instruction.
+#[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
+fn multiply_add(a: core::arch::wasm32::v128, b: core::arch::wasm32::v128, acc: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
+    use core::arch::wasm32::*;
+    #[cfg(feature = "relaxed-simd")]
+    return f32x4_relaxed_madd(a, b, acc);
+    #[cfg(not(feature = "relaxed-simd"))]
+    return f32x4_add(acc, f32x4_mul(a, b));
+}
+
 /// `MR` rows of `a` (`[MR, k]`, rows `k` apart) times one panel (`[k][8]`) into `c`.
 #[cfg(target_arch = "wasm32")]
-#[inline(always)]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
 unsafe fn kernel<const MR: usize>(k: usize, a: &[f32], b: &[f32], epilogue: &Epilogue, c: *mut f32, ldc: usize) {
     use core::arch::wasm32::*;
     debug_assert!(a.len() >= (MR - 1) * k + k && b.len() >= k * PANEL);
@@ -234,26 +387,13 @@ unsafe fn kernel<const MR: usize>(k: usize, a: &[f32], b: &[f32], epilogue: &Epi
         let b1 = v128_load(b.add(p * PANEL + 4) as *const v128);
         for (r, acc) in acc.iter_mut().enumerate() {
             let a = v128_load32_splat(a.add(r * k + p) as *const u32);
-            acc[0] = f32x4_add(acc[0], f32x4_mul(a, b0));
-            acc[1] = f32x4_add(acc[1], f32x4_mul(a, b1));
+            acc[0] = multiply_add(a, b0, acc[0]);
+            acc[1] = multiply_add(a, b1, acc[1]);
         }
     }
-    let load = |v: &[f32; PANEL], half: usize| v128_load(v.as_ptr().add(4 * half) as *const v128);
     for (r, acc) in acc.iter().enumerate() {
-        for half in 0..2 {
-            let mut v = acc[half];
-            if let Some(scale) = &epilogue.scale {
-                v = f32x4_mul(v, load(scale, half));
-            }
-            if let Some(bias) = &epilogue.bias {
-                v = f32x4_add(v, load(bias, half));
-            }
-            match epilogue.activation {
-                Some(Activation::QuickGelu) => v = quick_gelu4(v),
-                Some(Activation::Gelu) => v = gelu4(v),
-                None => {}
-            }
-            v128_store(c.add(r * ldc + 4 * half) as *mut v128, v);
+        for (half, &v) in acc.iter().enumerate() {
+            v128_store(c.add(r * ldc + 4 * half) as *mut v128, finish(v, half, epilogue));
         }
     }
 }
@@ -267,14 +407,221 @@ unsafe fn kernel<const MR: usize>(k: usize, a: &[f32], b: &[f32], epilogue: &Epi
             for p in 0..k {
                 sum += a[r * k + p] * b[p * PANEL + l];
             }
-            let scaled = epilogue.scale.map_or(sum, |s| sum * s[l]);
-            let y = epilogue.bias.map_or(scaled, |b| scaled + b[l]);
-            *c.add(r * ldc + l) = match epilogue.activation {
-                Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
-                Some(Activation::Gelu) => gelu(y),
-                None => y,
-            };
+            *c.add(r * ldc + l) = finish_scalar(sum, l, epilogue);
         }
+    }
+}
+
+/// `finish` for one output, in plain Rust.
+#[cfg(not(target_arch = "wasm32"))]
+fn finish_scalar(sum: f32, lane: usize, epilogue: &Epilogue) -> f32 {
+    let scaled = epilogue.scale.map_or(sum, |s| sum * s[lane]);
+    let y = epilogue.bias.map_or(scaled, |b| scaled + b[lane]);
+    match epilogue.activation {
+        Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
+        Some(Activation::Gelu) => gelu(y),
+        None => y,
+    }
+}
+
+/// All rows of the quantised `x` (`[rows, depth]`, scales `row_scales`) against one int8
+/// panel; like `panel_rows`.
+///
+/// # Safety
+/// As `panel_rows`.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(all(target_arch = "wasm32", feature = "relaxed-simd"), target_feature(enable = "relaxed-simd"))]
+unsafe fn int8_panel_rows(
+    x: &[KernelActivation],
+    row_scales: &[f32],
+    rows: usize,
+    depth: usize,
+    weights: &[i8],
+    offset: &[i32; PANEL],
+    epilogue: &Epilogue,
+    c: *mut f32,
+    ldc: usize,
+) {
+    assert!(x.len() >= rows * depth && weights.len() >= depth * PANEL && row_scales.len() >= rows && depth % 4 == 0);
+    let mut i = 0;
+    while i + ROWS <= rows {
+        int8_kernel::<ROWS>(depth, &x[i * depth..], &row_scales[i..], weights, offset, epilogue, c.add(i * ldc), ldc);
+        i += ROWS;
+    }
+    let (left, scales, c) = (&x[i * depth..], &row_scales[i..], c.add(i * ldc));
+    match rows - i {
+        3 => int8_kernel::<3>(depth, left, scales, weights, offset, epilogue, c, ldc),
+        2 => int8_kernel::<2>(depth, left, scales, weights, offset, epilogue, c, ldc),
+        1 => int8_kernel::<1>(depth, left, scales, weights, offset, epilogue, c, ldc),
+        _ => {}
+    }
+}
+
+/// `MR` quantised rows times one int8 panel, SIMD128: per 4 inputs, the panel's 32 bytes
+/// widened to four i16x8 (two lanes' pairs each), each row's pairs broadcast, 4 `dot_i16x8`.
+#[cfg(all(target_arch = "wasm32", not(feature = "relaxed-simd")))]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn int8_kernel<const MR: usize>(
+    depth: usize,
+    a: &[i16],
+    row_scales: &[f32],
+    b: &[i8],
+    _offset: &[i32; PANEL],
+    epilogue: &Epilogue,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use core::arch::wasm32::*;
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[i32x4_splat(0); 2]; MR];
+    for quad in 0..depth / 4 {
+        let low = v128_load(b.add(quad * 32) as *const v128);
+        let high = v128_load(b.add(quad * 32 + 16) as *const v128);
+        let (w00, w01) = (i16x8_extend_low_i8x16(low), i16x8_extend_high_i8x16(low));
+        let (w10, w11) = (i16x8_extend_low_i8x16(high), i16x8_extend_high_i8x16(high));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let a0 = v128_load32_splat(a.add(r * depth + 4 * quad) as *const u32);
+            let a1 = v128_load32_splat(a.add(r * depth + 4 * quad + 2) as *const u32);
+            acc[0] = i32x4_add(acc[0], i32x4_add(i32x4_dot_i16x8(a0, w00), i32x4_dot_i16x8(a1, w01)));
+            acc[1] = i32x4_add(acc[1], i32x4_add(i32x4_dot_i16x8(a0, w10), i32x4_dot_i16x8(a1, w11)));
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let row_scale = f32x4_splat(row_scales[r]);
+        for (half, &v) in acc.iter().enumerate() {
+            let v = f32x4_mul(f32x4_convert_i32x4(v), row_scale);
+            v128_store(c.add(r * ldc + 4 * half) as *mut v128, finish(v, half, epilogue));
+        }
+    }
+}
+
+/// The same with relaxed SIMD: per 4 inputs, two weight vectors (4 lanes × 4 inputs each), each
+/// row's 4 offset activations broadcast, 2 `relaxed_dot_i8x16_i7x16_add`; the offset's share
+/// taken off at the end (exact, in i32).
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+#[cfg_attr(feature = "relaxed-simd", inline, target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn int8_kernel<const MR: usize>(
+    depth: usize,
+    a: &[u8],
+    row_scales: &[f32],
+    b: &[i8],
+    offset: &[i32; PANEL],
+    epilogue: &Epilogue,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use core::arch::wasm32::*;
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[i32x4_splat(0); 2]; MR];
+    for quad in 0..depth / 4 {
+        let w0 = v128_load(b.add(quad * 32) as *const v128);
+        let w1 = v128_load(b.add(quad * 32 + 16) as *const v128);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = v128_load32_splat(a.add(r * depth + 4 * quad) as *const u32);
+            acc[0] = i32x4_relaxed_dot_i8x16_i7x16_add(w0, x, acc[0]);
+            acc[1] = i32x4_relaxed_dot_i8x16_i7x16_add(w1, x, acc[1]);
+        }
+    }
+    let offsets = [v128_load(offset.as_ptr() as *const v128), v128_load(offset.as_ptr().add(4) as *const v128)];
+    for (r, acc) in acc.iter().enumerate() {
+        let row_scale = f32x4_splat(row_scales[r]);
+        for (half, &v) in acc.iter().enumerate() {
+            let v = f32x4_mul(f32x4_convert_i32x4(i32x4_sub(v, offsets[half])), row_scale);
+            v128_store(c.add(r * ldc + 4 * half) as *mut v128, finish(v, half, epilogue));
+        }
+    }
+}
+
+/// The same integer sums in plain Rust (natively: the tests check packing and arithmetic).
+/// The panel is laid out `[depth][8]` first so that the compiler vectorises the sums.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn int8_kernel<const MR: usize>(
+    depth: usize,
+    a: &[i16],
+    row_scales: &[f32],
+    b: &[i8],
+    offset: &[i32; PANEL],
+    epilogue: &Epilogue,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let mut panel = vec![[0i32; PANEL]; depth];
+    for (p, column) in panel.iter_mut().enumerate() {
+        for (l, w) in column.iter_mut().enumerate() {
+            *w = b[int8_index(l, p)] as i32;
+        }
+    }
+    for r in 0..MR {
+        let mut sums = [0i32; PANEL];
+        for (&x, column) in a[r * depth..(r + 1) * depth].iter().zip(&panel) {
+            for (sum, &w) in sums.iter_mut().zip(column) {
+                *sum += x as i32 * w;
+            }
+        }
+        for l in 0..PANEL {
+            *c.add(r * ldc + l) = finish_scalar((sums[l] - offset[l]) as f32 * row_scales[r], l, epilogue);
+        }
+    }
+}
+
+/// The machine's SIMD peak in this build, for the kernels' report (#17: GFLOP/s reached against
+/// it): `iterations` rounds of 12 independent f32x4 multiply-adds (the kernels' own
+/// `multiply_add`: fused in the relaxed build), `F32_PEAK_FLOP` per round. Returns a value that
+/// depends on every one, so none is optimised away.
+#[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+pub fn f32_peak(iterations: u32) -> f32 {
+    use core::arch::wasm32::*;
+    let (a, b) = (f32x4_splat(0.999_9), f32x4_splat(1e-6));
+    let mut acc = [f32x4_splat(1.0); 12];
+    for _ in 0..iterations {
+        for v in acc.iter_mut() {
+            *v = multiply_add(*v, a, b);
+        }
+    }
+    acc.iter().map(|v| f32x4_extract_lane::<0>(*v)).sum()
+}
+
+/// Floating-point operations in one round of `f32_peak` (12 × 4 lanes × multiply and add).
+pub const F32_PEAK_FLOP: f64 = 96.0;
+
+/// The same for the int8 kernels' instruction: 12 independent `dot_i16x8` + add (SIMD128) or
+/// `relaxed_dot_i8x16_i7x16_add` (relaxed) per round, `int8_peak_macs()` products per round.
+#[cfg(target_arch = "wasm32")]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+pub fn int8_peak(iterations: u32) -> i32 {
+    use core::arch::wasm32::*;
+    let (a, b) = (i8x16_splat(3), i8x16_splat(5));
+    let mut acc = [i32x4_splat(0); 12];
+    for i in 0..iterations {
+        for v in acc.iter_mut() {
+            #[cfg(feature = "relaxed-simd")]
+            {
+                *v = i32x4_relaxed_dot_i8x16_i7x16_add(a, b, *v);
+            }
+            #[cfg(not(feature = "relaxed-simd"))]
+            {
+                *v = i32x4_add(*v, i32x4_dot_i16x8(a, b));
+            }
+        }
+        // Keeps the loop from being folded into one multiplication.
+        acc[0] = i32x4_add(acc[0], i32x4_splat(i as i32));
+    }
+    acc.iter().map(|v| i32x4_extract_lane::<0>(*v)).fold(0, i32::wrapping_add)
+}
+
+/// Products (multiply-accumulates) in one round of `int8_peak`: 12 instructions of 16 (relaxed)
+/// or 8 (SIMD128).
+pub fn int8_peak_macs() -> f64 {
+    if RELAXED_SIMD {
+        12.0 * 16.0
+    } else {
+        12.0 * 8.0
     }
 }
 
@@ -322,18 +669,82 @@ mod tests {
         close(&packed.matmul(&x, 6, Some(&bias), Some(Activation::QuickGelu)), &gelu);
     }
 
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    fn int8_panels_take_their_scales() {
-        let (inputs, outputs) = (10, 16);
+    /// Int8 weights and `(−127..=127, scales)`, from `values`.
+    fn int8_weight(inputs: usize, outputs: usize) -> (Vec<i8>, Vec<f32>) {
         let q: Vec<i8> = (0..inputs * outputs).map(|i| ((i * 37) % 255) as i32 - 127).map(|v| v as i8).collect();
         let scales = values(outputs, 0.1).iter().map(|s| s.abs() / 100.0 + 1e-3).collect::<Vec<_>>();
-        let bias = values(outputs, 3.0);
-        let matrix = HostMatrix::Int8 { values: q, scales };
-        let dequantised = matrix.clone().into_f32();
-        let packed = PackedWeight::new(matrix, outputs);
-        let x = values(5 * inputs, 0.3);
-        close(&packed.matmul(&x, 5, Some(&bias), None), &reference(&x, 5, &dequantised, outputs, &bias));
+        (q, scales)
+    }
+
+    /// What the integer path must compute, written out: each row of `x` rounded to
+    /// `−63..=63` times `max |row| / 63`, exact integer sums with the weights, then
+    /// `sum · row scale · weight scale + bias`.
+    fn int8_reference(x: &[f32], rows: usize, q: &[i8], scales: &[f32], bias: &[f32]) -> Vec<f32> {
+        let outputs = scales.len();
+        let inputs = q.len() / outputs;
+        let mut y = vec![0.0; rows * outputs];
+        for r in 0..rows {
+            let row = &x[r * inputs..(r + 1) * inputs];
+            let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let xq: Vec<i32> = row.iter().map(|v| if max > 0.0 { (v * 63.0 / max).round() as i32 } else { 0 }).collect();
+            assert!(xq.iter().all(|v| v.abs() <= 63));
+            for o in 0..outputs {
+                let sum: i32 = (0..inputs).map(|p| xq[p] * q[o * inputs + p] as i32).sum();
+                y[r * outputs + o] = sum as f32 * (max / 63.0) * scales[o] + bias[o];
+            }
+        }
+        y
+    }
+
+    /// Int8 weights multiply in integers: exactly the reference's arithmetic, for every row
+    /// remainder and input counts that are not a multiple of 4; and within the quantisation's
+    /// error of the f32 product (7-bit activations: ≤ 1/126 of each row's largest value).
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn int8_panels_multiply_in_integers() {
+        for inputs in [10, 13, 16, 64] {
+            let outputs = 16;
+            let (q, scales) = int8_weight(inputs, outputs);
+            let bias = values(outputs, 3.0);
+            let matrix = HostMatrix::Int8 { values: q.clone(), scales: scales.clone() };
+            let dequantised = matrix.clone().into_f32();
+            let packed = PackedWeight::new(matrix, outputs);
+            for rows in [1, 2, 3, 4, 5, 7, 9] {
+                let x = values(rows * inputs, 0.3 + rows as f32);
+                let got = packed.matmul(&x, rows, Some(&bias), None);
+                close(&got, &int8_reference(&x, rows, &q, &scales, &bias));
+                // Against f32: each product's error is at most |w| · max|row| / 126.
+                let f32_product = reference(&x, rows, &dequantised, outputs, &bias);
+                for r in 0..rows {
+                    let max = x[r * inputs..(r + 1) * inputs].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    for o in 0..outputs {
+                        let bound: f32 = (0..inputs).map(|p| dequantised[o * inputs + p].abs()).sum::<f32>() * max / 126.0;
+                        let (g, e) = (got[r * outputs + o], f32_product[r * outputs + o]);
+                        assert!((g - e).abs() <= bound * 1.001 + 1e-5, "row {r} output {o}: {g} vs f32 {e}, bound {bound}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows of zeros give the bias; a row with a NaN or an infinity gives NaN (as f32 would),
+    /// and only in that row.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn int8_rows_of_zeros_and_non_finite_rows() {
+        let (inputs, outputs) = (12, 8);
+        let (q, scales) = int8_weight(inputs, outputs);
+        let bias = values(outputs, 1.0);
+        let packed = PackedWeight::new(HostMatrix::Int8 { values: q, scales }, outputs);
+        let mut x = values(3 * inputs, 0.5);
+        x[..inputs].fill(0.0);
+        x[inputs + 5] = f32::NAN;
+        let y = packed.matmul(&x, 3, Some(&bias), None);
+        assert_eq!(&y[..outputs], &bias[..]);
+        assert!(y[outputs..2 * outputs].iter().all(|v| v.is_nan()));
+        assert!(y[2 * outputs..].iter().all(|v| v.is_finite()));
+        x[inputs + 5] = f32::INFINITY;
+        assert!(packed.matmul(&x, 3, Some(&bias), None)[outputs..2 * outputs].iter().all(|v| v.is_nan()));
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
