@@ -17,13 +17,16 @@ use crate::adapter::{Adapter, DEFAULT_BLEND};
 use crate::error::{Error, ErrorKind};
 use crate::search::Gallery;
 use crate::session::{AdapterSettings, LabelSet, Session};
-use crate::weights::WeightsReader;
+use crate::weights::{TorchZip, TorchZipError, WeightsError, WeightsReader};
 use crate::ClipModel;
 
 #[cfg(feature = "webgpu")]
 thread_local! {
-    /// burn's wgpu runtime can be initialised once per page; later models reuse the device.
-    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+    /// burn's wgpu runtime can be initialised once per page; later models reuse the device
+    /// (with the largest tensor it can bind, in bytes).
+    static WEBGPU: RefCell<Option<(Device, u64)>> = const { RefCell::new(None) };
+    /// A second device, made at WebGPU's default limits (backend `webgpu:default-limits`).
+    static WEBGPU_DEFAULT_LIMITS: RefCell<Option<(Device, u64)>> = const { RefCell::new(None) };
 }
 
 unsafe extern "C" {
@@ -75,35 +78,110 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
         .map_err(|e| failure(ErrorKind::Device, &format!("A result could not be handed to the page: {e}")))
 }
 
-/// WebGPU through burn's wgpu backend, or why it is not available.
+/// The largest tensor a wgpu device can hold in one binding, in bytes (what cubecl's memory
+/// pages are capped at).
 #[cfg(feature = "webgpu")]
-async fn webgpu_device() -> Result<Device, String> {
+fn largest_binding(device: &burn::tensor::wgpu::wgpu::Device) -> u64 {
+    let limits = device.limits();
+    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+}
+
+/// WebGPU through burn's wgpu backend (the device asks for all the adapter allows, as cubecl
+/// does), with its largest binding; or why it is not available.
+#[cfg(feature = "webgpu")]
+async fn webgpu_device() -> Result<(Device, u64), String> {
     if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
         return Ok(device);
     }
-    let device = Device::wgpu_options().init_async().await.map_err(|e| format!("{e}"))?;
+    let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| format!("{e}"))?;
+    let device = (device, largest_binding(&setup.device));
     WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    Ok(device)
+}
+
+/// WebGPU's default limits for storage bindings and buffers (128 MiB and 256 MiB): what a
+/// device gets where the adapter allows no more. The backend `webgpu:default-limits` makes its
+/// device with them (on any adapter), so that the tests show big models fit there (#18).
+#[cfg(feature = "webgpu")]
+async fn webgpu_device_at_default_limits() -> Result<(Device, u64), String> {
+    use burn::tensor::wgpu::{wgpu, WgpuSetup};
+    if let Some(device) = WEBGPU_DEFAULT_LIMITS.with(|d| d.borrow().clone()) {
+        return Ok(device);
+    }
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::BROWSER_WEBGPU,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions::default())
+        .await
+        .map_err(|e| format!("{e}"))?;
+    // cubecl sizes its kernels from the adapter's compute limits, so those stay; only the
+    // sizes of bindings and buffers drop to the defaults.
+    let defaults = wgpu::Limits::default();
+    let mut limits = adapter.limits();
+    limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(defaults.max_storage_buffer_binding_size);
+    limits.max_buffer_size = limits.max_buffer_size.min(defaults.max_buffer_size);
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: None,
+            required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+            required_limits: limits,
+            memory_hints: wgpu::MemoryHints::MemoryUsage,
+            trace: wgpu::Trace::Off,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        })
+        .await
+        .map_err(|e| format!("{e}"))?;
+    let largest = largest_binding(&device);
+    let backend = adapter.get_info().backend;
+    let setup = WgpuSetup { instance, adapter, device, queue, backend };
+    let device = (Device::wgpu_options().setup(setup).init().map_err(|e| format!("{e}"))?, largest);
+    WEBGPU_DEFAULT_LIMITS.with(|d| *d.borrow_mut() = Some(device.clone()));
     Ok(device)
 }
 
 /// The threaded build has no WebGPU (see Cargo.toml's `threads` feature).
 #[cfg(not(feature = "webgpu"))]
-async fn webgpu_device() -> Result<Device, String> {
+async fn webgpu_device() -> Result<(Device, u64), String> {
     Err("this is the threaded CPU build of fieldclip, without WebGPU".into())
 }
 
-/// Picks the backend: `webgpu`, `cpu`, or `auto` (WebGPU when an adapter is there, else CPU).
-/// Returns the device, its name and the reason it was chosen.
-async fn pick_device(backend: &str) -> Result<(Device, &'static str, String), JsValue> {
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device_at_default_limits() -> Result<(Device, u64), String> {
+    webgpu_device().await
+}
+
+/// The device a model runs on: burn's device, its name, why it was chosen, and the largest
+/// tensor it holds in bytes (`None`: no limit).
+struct PickedDevice {
+    device: Device,
+    name: &'static str,
+    reason: String,
+    largest_tensor: Option<u64>,
+}
+
+/// Picks the backend: `webgpu`, `cpu`, or `auto` (WebGPU when an adapter is there, else CPU);
+/// `webgpu:default-limits` is WebGPU on a device made at WebGPU's default limits (for tests).
+async fn pick_device(backend: &str) -> Result<PickedDevice, JsValue> {
+    let cpu = |reason: String| PickedDevice { device: Device::flex(), name: "cpu", reason, largest_tensor: None };
+    let gpu = |(device, largest): (Device, u64), reason: &str| PickedDevice {
+        device,
+        name: "webgpu",
+        reason: reason.into(),
+        largest_tensor: Some(largest),
+    };
+    let unavailable = |e: String| failure(ErrorKind::Device, &format!("WebGPU is not available in this browser: {e}"));
     match backend {
-        "cpu" => Ok((Device::flex(), "cpu", "CPU was requested".into())),
-        "webgpu" => webgpu_device()
+        "cpu" => Ok(cpu("CPU was requested".into())),
+        "webgpu" => webgpu_device().await.map(|d| gpu(d, "WebGPU was requested")).map_err(unavailable),
+        "webgpu:default-limits" => webgpu_device_at_default_limits()
             .await
-            .map(|d| (d, "webgpu", "WebGPU was requested".into()))
-            .map_err(|e| failure(ErrorKind::Device, &format!("WebGPU is not available in this browser: {e}"))),
+            .map(|d| gpu(d, "WebGPU at its default limits was requested"))
+            .map_err(unavailable),
         "auto" | "" => match webgpu_device().await {
-            Ok(d) => Ok((d, "webgpu", "a WebGPU adapter is available".into())),
-            Err(e) => Ok((Device::flex(), "cpu", format!("WebGPU is not available ({e}), so the CPU runs the model"))),
+            Ok(d) => Ok(gpu(d, "a WebGPU adapter is available")),
+            Err(e) => Ok(cpu(format!("WebGPU is not available ({e}), so the CPU runs the model"))),
         },
         other => Err(failure(ErrorKind::Input, &format!("Unknown backend `{other}`: use auto, webgpu or cpu."))),
     }
@@ -145,6 +223,61 @@ impl WeightsStream {
     /// The SHA-256 of the bytes pushed so far, as hex (when asked for at `new`).
     pub fn sha256(&self) -> Option<String> {
         self.reader.sha256_hex()
+    }
+}
+
+/// A PyTorch zip checkpoint (`torch.save`, e.g. BioCLIP's `open_clip_pytorch_model.bin`) seen
+/// as the safetensors file of its weights (`weights::TorchZip`), read from a `File` piece by
+/// piece: the page reads the byte ranges `wanted()` asks for (`Blob.slice`s, concatenated)
+/// into `give` until `wanted()` is empty, then streams `header()` followed by the file's
+/// `ranges()`, in order, into a `WeightsStream`, as it streams a safetensors file. Only the
+/// archive's directory and its `data.pkl` are read here, never the tensors.
+#[wasm_bindgen]
+pub struct TorchCheckpoint {
+    zip: TorchZip,
+}
+
+fn torch_error(e: TorchZipError) -> JsValue {
+    js_error(WeightsError::from(e).into())
+}
+
+/// `(start, length)` pairs flattened for JavaScript: `[start0, length0, start1, length1, …]`.
+fn flat_ranges(ranges: &[(u64, u64)]) -> Vec<f64> {
+    ranges.iter().flat_map(|&(start, len)| [start as f64, len as f64]).collect()
+}
+
+#[wasm_bindgen]
+impl TorchCheckpoint {
+    /// For a file of `size` bytes (`Blob.size`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(size: f64) -> Result<TorchCheckpoint, JsValue> {
+        run_constructors_once();
+        TorchZip::new(size as u64).map(|zip| TorchCheckpoint { zip }).map_err(torch_error)
+    }
+
+    /// The bytes to read next, as `[start, length, …]` pairs; empty once the checkpoint is read.
+    pub fn wanted(&self) -> Vec<f64> {
+        flat_ranges(self.zip.wanted())
+    }
+
+    /// The bytes `wanted()` asked for, concatenated in its order. Throws (kind `model`) as
+    /// soon as they show the file cannot be read.
+    pub fn give(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        self.zip.give(bytes).map_err(torch_error)
+    }
+
+    /// The safetensors header of the weights (its 8-byte length, then the JSON).
+    pub fn header(&self) -> Result<Vec<u8>, JsValue> {
+        if !self.zip.is_done() {
+            return Err(failure(ErrorKind::Model, "The PyTorch checkpoint has not been read to its end yet."));
+        }
+        Ok(self.zip.header().to_vec())
+    }
+
+    /// Where the weights' bytes lie in the file, as `[start, length, …]` pairs in the header's
+    /// order: the header followed by these bytes is the safetensors file.
+    pub fn ranges(&self) -> Vec<f64> {
+        flat_ranges(self.zip.ranges())
     }
 }
 
@@ -263,7 +396,7 @@ impl Classifier {
         on_progress: Option<js_sys::Function>,
     ) -> Result<Classifier, JsValue> {
         run_constructors_once();
-        let (device, backend, backend_reason) = pick_device(&backend).await?;
+        let picked = pick_device(&backend).await?;
         let mut progress = |step: &str, fraction: f32| {
             if let Some(f) = &on_progress {
                 // A failing progress callback must not stop the load.
@@ -271,8 +404,12 @@ impl Classifier {
             }
         };
         let loaded = stream.reader.finish(config.as_deref()).map_err(|e| js_error(e.into()))?;
-        let model = ClipModel::from_loaded(loaded, &device, &mut progress).map_err(js_error)?;
-        Ok(Classifier { session: Session::new(model), backend, backend_reason })
+        let at = crate::model::Placement {
+            largest_tensor: picked.largest_tensor.map(|bytes| bytes.min(usize::MAX as u64) as usize),
+            ..crate::clip::placement(&picked.device)
+        };
+        let model = ClipModel::from_loaded_at(loaded, &at, &mut progress).map_err(js_error)?;
+        Ok(Classifier { session: Session::new(model), backend: picked.name, backend_reason: picked.reason })
     }
 
     /// `webgpu` or `cpu`.
@@ -785,5 +922,75 @@ impl TaxaIndex {
         }
         let probs = crate::clip::softmax(&crate::clip::zero_shot_logits(&image_embed, &self.embeddings, scale));
         taxa_result_js(self.index.classify(&probs, threshold), self.index.taxa(), top_k)
+    }
+}
+
+/// The packed matmul alone on random values, for the kernels' benchmark (`bench.html?suite=kernels`):
+/// the page times `run`.
+#[wasm_bindgen]
+pub struct KernelBench {
+    weight: crate::model::packed::PackedWeight,
+    x: Vec<f32>,
+    rows: usize,
+}
+
+#[wasm_bindgen]
+impl KernelBench {
+    /// A `[rows, inputs] × [inputs, outputs]` matmul; `int8`: int8 weights (a q8 pack's) with
+    /// the activations quantised on the fly, else f32.
+    #[wasm_bindgen(constructor)]
+    pub fn new(rows: usize, inputs: usize, outputs: usize, int8: bool) -> Result<KernelBench, JsValue> {
+        use crate::model::{packed::PackedWeight, HostMatrix};
+        if !PackedWeight::fits(outputs) || rows == 0 || inputs == 0 {
+            return Err(failure(ErrorKind::Input, "The kernel benchmark needs rows, inputs and a multiple of 8 outputs."));
+        }
+        let values = |n: usize, seed: f32| (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect::<Vec<f32>>();
+        let weight = if int8 {
+            let q = values(inputs * outputs, 0.5).iter().map(|v| (v * 127.0).round() as i8).collect();
+            HostMatrix::Int8 { values: q, scales: vec![0.01; outputs] }
+        } else {
+            HostMatrix::F32(values(inputs * outputs, 0.5))
+        };
+        Ok(KernelBench { weight: PackedWeight::new(weight, outputs), x: values(rows * inputs, 1.0), rows })
+    }
+
+    /// One matmul; returns an output so the work is kept.
+    pub fn run(&self) -> f32 {
+        self.weight.matmul(&self.x, self.rows, None, None)[0]
+    }
+
+    /// `f32_peak` (`packed.rs`): rounds of 12 independent f32x4 multiply-adds.
+    #[wasm_bindgen(js_name = f32Peak)]
+    pub fn f32_peak(iterations: u32) -> f32 {
+        #[allow(unused_unsafe)]
+        unsafe {
+            crate::model::packed::f32_peak(iterations)
+        }
+    }
+
+    /// FLOP per round of `f32Peak`.
+    #[wasm_bindgen(js_name = f32PeakFlop)]
+    pub fn f32_peak_flop() -> f64 {
+        crate::model::packed::F32_PEAK_FLOP
+    }
+
+    /// `int8_peak`: rounds of 12 independent int8 dot products (the kernels' instruction).
+    #[wasm_bindgen(js_name = int8Peak)]
+    pub fn int8_peak(iterations: u32) -> i32 {
+        #[allow(unused_unsafe)]
+        unsafe {
+            crate::model::packed::int8_peak(iterations)
+        }
+    }
+
+    /// Products per round of `int8Peak`.
+    #[wasm_bindgen(js_name = int8PeakMacs)]
+    pub fn int8_peak_macs() -> f64 {
+        crate::model::packed::int8_peak_macs()
+    }
+
+    /// Which kernels this build has: `relaxed SIMD` or `SIMD128`.
+    pub fn kernels() -> String {
+        if crate::model::packed::RELAXED_SIMD { "relaxed SIMD" } else { "SIMD128" }.into()
     }
 }
