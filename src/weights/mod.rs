@@ -5,7 +5,9 @@
 //!
 //! The parts, in the order a file goes through them: `reader` (the file's bytes, streamed),
 //! `layouts` (each layout's tensor names, as data), `config` (the architecture from the shapes
-//! and the config file) and `assemble` (the tensors into `ClipWeights`).
+//! and the config file) and `assemble` (the tensors into `ClipWeights`). PyTorch checkpoints
+//! come in as the safetensors file of their weights: `pytorch` natively (burn's reader, from a
+//! path), `torch_zip` on the page (from the bytes of a `File`, piece by piece).
 
 mod assemble;
 mod config;
@@ -13,6 +15,7 @@ mod layouts;
 #[cfg(not(target_arch = "wasm32"))]
 mod pytorch;
 mod reader;
+mod torch_zip;
 
 use std::collections::HashMap;
 
@@ -27,6 +30,7 @@ use reader::StoredTensor;
 
 pub use config::{architecture, Shapes};
 pub use reader::WeightsReader;
+pub use torch_zip::{PlannedTensor, TorchZip, TorchZipError};
 #[cfg(not(target_arch = "wasm32"))]
 pub use pytorch::load_pytorch;
 pub(crate) use reader::to_f32;
@@ -72,6 +76,12 @@ pub enum WeightsError {
     BadConfig(String),
     #[error("This model pack is damaged or from another version: {0}. Make it again with `fieldclip pack`.")]
     BadPack(String),
+}
+
+impl From<TorchZipError> for WeightsError {
+    fn from(e: TorchZipError) -> Self {
+        WeightsError::PyTorchCheckpoint(e.0)
+    }
 }
 
 /// The key layout of a checkpoint.

@@ -16,17 +16,27 @@ const STRIPPED_PREFIXES: [&str; 1] = ["module."];
 
 /// Reads a PyTorch checkpoint (a bare state dict, or one under `state_dict` / `model`).
 pub fn load_pytorch(path: &Path, config_json: Option<&[u8]>) -> Result<LoadedWeights, WeightsError> {
+    let bytes = safetensors_bytes(path)?;
+    super::load(&bytes, config_json)
+}
+
+/// The checkpoint's weights as a safetensors file in memory: its float tensors (under
+/// `state_dict.` / `model.` when nested there, `torch_zip::nested_prefix`), `module.`
+/// dropped. The page makes the same bytes from a `File` (`torch_zip`).
+pub(super) fn safetensors_bytes(path: &Path) -> Result<Vec<u8>, WeightsError> {
     let unreadable = |e: pytorch_reader::PytorchError| WeightsError::PyTorchCheckpoint(e.to_string());
-    let mut reader = PytorchReader::new(path).map_err(unreadable)?;
-    for key in ["state_dict", "model"] {
-        if reader.get("visual.conv1.weight").is_none() && reader.keys().iter().all(|k| !k.contains('.')) {
-            if let Ok(nested) = PytorchReader::with_top_level_key(path, key) {
-                reader = nested;
-            }
-        }
-    }
+    let reader = PytorchReader::new(path).map_err(unreadable)?;
+    let keys = reader.keys();
+    let nested = super::torch_zip::nested_prefix(keys.iter().map(String::as_str));
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, tensor) in reader.tensors() {
+    for (full, tensor) in reader.tensors() {
+        let name = match nested {
+            Some(prefix) => match full.strip_prefix(prefix) {
+                Some(inner) => inner,
+                None => continue,
+            },
+            None => full.as_str(),
+        };
         let dtype = match tensor.dtype() {
             DType::F32 => Dtype::F32,
             DType::F16 => Dtype::F16,
@@ -35,7 +45,7 @@ pub fn load_pytorch(path: &Path, config_json: Option<&[u8]>) -> Result<LoadedWei
             _ => continue,
         };
         let bytes = tensor.read().map_err(|e| WeightsError::PyTorchCheckpoint(format!("tensor `{name}` cannot be read: {e}")))?;
-        let name = STRIPPED_PREFIXES.iter().fold(name.as_str(), |n, p| n.strip_prefix(p).unwrap_or(n)).to_string();
+        let name = STRIPPED_PREFIXES.iter().fold(name, |n, p| n.strip_prefix(p).unwrap_or(n)).to_string();
         tensors.push((name, dtype, tensor.shape().to_vec(), bytes));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -47,6 +57,5 @@ pub fn load_pytorch(path: &Path, config_json: Option<&[u8]>) -> Result<LoadedWei
                 .map_err(|e| WeightsError::NotSafetensors(format!("tensor `{name}`: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| WeightsError::NotSafetensors(e.to_string()))?;
-    super::load(&bytes, config_json)
+    safetensors::serialize(views, None).map_err(|e| WeightsError::NotSafetensors(e.to_string()))
 }
