@@ -1,5 +1,8 @@
 // Step 1: the model — its weights from the web address, a file on this device or one stored
-// earlier; the backend; the loading progress and status line; the models kept on the device.
+// earlier; the backend ("best available" is measured by the worker and remembered here, per
+// device and model: www/backend-choice.js); the loading progress and status line; the models
+// kept on the device.
+import { describeChoice, remember, testOverrides } from './backend-choice.js';
 import { IntegrityError, isQuotaError } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
@@ -26,8 +29,13 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
   let sha256InUse = null; // the file's SHA-256: the id it is stored (and its prompts kept) under
   let modelIdInUse = null; // the model's id (what collections and adapters are made with)
   let loads = 0; // loadModel calls so far: an older one still running gives way to the newest
+  // What the status line says of the model in use: `{ summary, backend, cpu, reason, choice }`.
+  let shown = null;
 
   const params = new URLSearchParams(location.search);
+  // Test-only (tests/e2e/backend.test.mjs): `?test-adapter=hardware`, `?test-ms=webgpu:…,cpu:…`
+  // force each outcome of "best available" (www/backend-choice.js `testOverrides`).
+  const test = testOverrides(location.search);
   const weightsUrl = params.get('weights') || 'models/model.safetensors';
   $('weights-url').textContent = weightsUrl;
   $('backend').value = settings.backend;
@@ -53,6 +61,42 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
     }
   });
 
+  /** The status line of the model in use: what it is, where it runs and why. */
+  function statusLine({ summary, backend, cpu, reason, choice }) {
+    const where = backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`;
+    const why = choice ? `Running on ${where}. ${describeChoice(choice)}.` : `Running on ${where}: ${reason}.`;
+    return `${summary} ${why} Now check the labels and add photos.`;
+  }
+
+  /** Keeps a new measurement of "best available" for this device and model (the device store's `backendChoices`). */
+  async function rememberChoice(choice) {
+    if (!choice?.measured) return;
+    const choices = await device.get('backendChoices').catch(() => null);
+    await device.set('backendChoices', remember(choices, choice.key, choice.record)).catch(() => {});
+  }
+
+  // "Measure again": times WebGPU and the CPU on the model in use and keeps the faster. Offered
+  // when "best available" chose by measuring (a hardware WebGPU adapter).
+  $('measure-again').addEventListener('click', async () => {
+    const mine = loads;
+    const button = $('measure-again');
+    button.disabled = true;
+    setStatus($('model-status'), 'Measuring WebGPU and the CPU again…');
+    try {
+      const answer = await call('remeasure');
+      if (mine !== loads) return;
+      await rememberChoice(answer.choice);
+      shown = { ...shown, backend: answer.backend, cpu: answer.cpu, choice: answer.choice };
+      setStatus($('model-status'), statusLine(shown));
+    } catch (e) {
+      if (mine !== loads) return;
+      setStatus($('model-status'), `Measuring again failed: ${e.message} The model runs where it ran.`, true);
+    } finally {
+      button.disabled = false;
+      if (mine === loads) $('load-progress').hidden = true;
+    }
+  });
+
   /** A progress report of the worker while it builds the model. */
   function showProgress({ step, fraction }) {
     const bar = $('load-progress');
@@ -73,18 +117,24 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
     const before = { loaded, sha256: sha256InUse, modelId: modelIdInUse };
     loaded = false;
     sha256InUse = null;
+    $('measure-again').hidden = true;
     setStatus($('model-status'), `Building the model from ${name}…`);
     try {
       const prompts = sha256 ? await device.getPrompts(sha256).catch(() => null) : null;
+      // "best available": what was measured before on this device (the worker finds this model's).
+      const choices = await device.get('backendChoices').catch(() => null);
       if (superseded()) return null;
       let answer;
       let generation; // which load this is (www/app.js counts them), for the collection
       try {
-        const loading = call('load', { weights, config, backend: $('backend').value, preprocess: $('preprocess').value, prompts, sha256: sha256 || true }, config ? [config] : []);
+        const loading = call('load', {
+          weights, config, backend: $('backend').value, choices, test, preprocess: $('preprocess').value, prompts, sha256: sha256 || true,
+        }, config ? [config] : []);
         generation = modelGeneration();
         answer = await loading;
       } catch (e) {
         if (superseded()) return null;
+        $('load-progress').hidden = true;
         if (e.kept && before.loaded) {
           // Refused at its header: the worker kept the model in use, labels and all. Its
           // collection is opened again under this load's generation (a batch that was running
@@ -105,7 +155,9 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
         throw e;
       }
       if (superseded()) return null;
-      const { info, modelId, backend, reason, cpu } = answer;
+      $('load-progress').hidden = true;
+      const { info, modelId, backend, reason, cpu, choice } = answer;
+      await rememberChoice(choice);
       showModelPreprocess(answer.modelPreprocess);
       if (!sha256) {
         sha256 = answer.sha256;
@@ -119,7 +171,10 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
       sha256InUse = sha256;
       modelIdInUse = modelId;
       const parameters = (info.parameters / 1e6).toFixed(1);
-      setStatus($('model-status'), `Loaded ${info.name}, ${parameters} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}). Running on ${backend === 'webgpu' ? 'WebGPU' : `the CPU, ${cpu.reason}`}: ${reason}. Now check the labels and add photos.`);
+      const summary = `Loaded ${info.name}, ${parameters} M parameters (${info.layout === 'OpenClip' ? 'open_clip' : 'Hugging Face'} layout, ${info.dtypes.join('/')}).`;
+      shown = { summary, backend, cpu, reason, choice };
+      setStatus($('model-status'), statusLine(shown));
+      $('measure-again').hidden = !choice?.key;
       await onLoaded(modelId, generation);
       if (superseded()) return null;
       renderModels();

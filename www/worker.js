@@ -1,5 +1,6 @@
 // The model runs here, off the main thread, so the page never freezes (even on the CPU backend).
 import { loadWasm } from './wasm.js';
+import { isRecord, sampledDigest, webgpuAdapter } from './backend-choice.js';
 import { range } from './heatmap.js';
 import { RANKS, className, nameAt, parseTaxa, speciesOfList, usedTaxa } from './taxa.js';
 
@@ -8,6 +9,8 @@ let GalleryIndex;
 let WeightsStream;
 let TreeOfLifeStream;
 let TaxaIndex;
+/** Reads a PyTorch zip checkpoint (.bin/.pt) as the safetensors file of its weights (`asSafetensors`). */
+let TorchCheckpoint;
 /** The heat-maps' colour map (viridis, 256 RGB triples), a function of the build (#15). */
 let colourTable;
 /** A label's map from a photo's patch embeddings and the label's text embedding (#15). */
@@ -44,6 +47,14 @@ let threadsUnavailable = false;
 // makes an adapter check out of date: a running check sees it between its parts and stops.
 let adapterGeneration = 0;
 const ADAPTER_CHANGES = new Set(['useAdapter', 'makeAdapter', 'labels', 'load']);
+// Bumped (in onmessage, as it arrives) by every 'load': a measurement of "best available" for an
+// older load sees it between its steps and stops, and its measuring worker is ended at once.
+let loadGeneration = 0;
+// The measuring worker running now (`{ cancel }`), if any: see `measureInProbe`.
+let probe = null;
+// Set when "best available" chose the model in use on a hardware WebGPU adapter (so that
+// 'remeasure' can measure again): `{ key, adapter, test }`, `key` the device and model's.
+let auto = null;
 
 /**
  * Every error carries a `kind` (as the wasm module's do): 'input' (the user's photo, labels,
@@ -68,17 +79,18 @@ function isDeviceError(e) {
 }
 
 /**
- * Loads the build that suits the backend: WebGPU (and `auto` where there is an adapter) needs
- * pkg/, the threaded build has no WebGPU; the CPU gets pkg-threads/ where the page allows it.
+ * Loads the build that suits the backend (`webgpu` or `cpu`; "best available" is resolved before,
+ * `loadBest`): WebGPU needs pkg/, the threaded build has no WebGPU; the CPU gets pkg-threads/
+ * where the page allows it.
  */
 async function useBuild(backend) {
-  const gpu = backend === 'webgpu' || (backend !== 'cpu' && !!(await self.navigator.gpu?.requestAdapter().catch(() => null)));
+  const gpu = backend === 'webgpu';
   const want = gpu || threadsUnavailable ? 'single' : 'threads';
   if (build === want) return;
-  const loaded = await loadWasm(gpu ? 1 : undefined);
-  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex, colourTable, cosineMap } = loaded.wasm);
+  const loaded = await loadWasm(undefined, { webgpu: gpu });
+  ({ Classifier, GalleryIndex, WeightsStream, TreeOfLifeStream, TaxaIndex, colourTable, cosineMap, TorchCheckpoint } = loaded.wasm);
   cpu = loaded.cpu;
-  build = cpu.threads > 1 ? 'threads' : 'single';
+  build = loaded.build;
   if (!gpu && build === 'single') threadsUnavailable = true;
 }
 
@@ -109,6 +121,35 @@ async function readWeights(blob, sha256, progress) {
   return stream;
 }
 
+/**
+ * A PyTorch zip checkpoint (`torch.save`: .bin/.pt, e.g. BioCLIP's `open_clip_pytorch_model.bin`)
+ * as the safetensors file of its weights: a Blob made of the header and slices of the file, which
+ * is streamed like any weights file. Only the archive's directory and `data.pkl` are read here:
+ * the wasm `TorchCheckpoint` asks for those pieces, then gives the header and where each tensor's
+ * bytes lie (an error of kind 'model', a sentence, for a file it cannot read). Any other file
+ * (one that is not a zip archive) is returned as it is.
+ */
+async function asSafetensors(blob) {
+  const magic = new Uint8Array(await blob.slice(0, 4).arrayBuffer());
+  if (magic.length < 4 || magic[0] !== 0x50 || magic[1] !== 0x4b || magic[2] !== 3 || magic[3] !== 4) return blob;
+  if (typeof TorchCheckpoint !== 'function') throw failure('model', 'This build of fieldclip reads no PyTorch checkpoints: rebuild the page (scripts/build-web.sh).');
+  // `[start, length, …]` pairs → slices of the file (read only when the Blob made of them is).
+  const slices = (pairs) => {
+    const parts = [];
+    for (let i = 0; i < pairs.length; i += 2) parts.push(blob.slice(pairs[i], pairs[i] + pairs[i + 1]));
+    return parts;
+  };
+  const checkpoint = new TorchCheckpoint(blob.size);
+  try {
+    for (let wanted = checkpoint.wanted(); wanted.length > 0; wanted = checkpoint.wanted()) {
+      checkpoint.give(new Uint8Array(await new Blob(slices(wanted)).arrayBuffer()));
+    }
+    return new Blob([checkpoint.header(), ...slices(checkpoint.ranges())]);
+  } finally {
+    try { checkpoint.free(); } catch { /* after a trap */ }
+  }
+}
+
 /** Most bytes a weights header may take (the reader's own limit is 100 MB; this bounds the probe). */
 const HEADER_PROBE_LIMIT = 100 << 20;
 
@@ -122,6 +163,7 @@ async function checkHeader(blob) {
   const refuse = (message) => Object.assign(failure('model', message), { kept: true });
   const probe = new WeightsStream(false);
   try {
+    blob = await asSafetensors(blob); // a PyTorch checkpoint: the safetensors file it makes
     const head = new Uint8Array(await blob.slice(0, 8).arrayBuffer());
     probe.push(head);
     if (head.length === 8) {
@@ -149,13 +191,16 @@ async function checkHeader(blob) {
 
 /**
  * Builds the classifier from `source`. `sha256`: true to compute the file's SHA-256, or the
- * one it was stored under, to check it against. Returns the SHA-256 (if computed).
+ * one it was stored under, to check it against. Returns the SHA-256 (if computed). `phase`: the
+ * part of a longer load this is (`loadBest`), its name put before each step.
  */
-async function create(backend, sha256Wanted = false) {
-  const progress = (step, fraction) => self.postMessage({ progress: { step, fraction } });
+async function create(backend, sha256Wanted = false, phase = undefined) {
+  const progress = phase
+    ? (step, fraction) => phaseProgress(phase, step, fraction)
+    : (step, fraction) => self.postMessage({ progress: { step, fraction } });
   let stream;
   try {
-    stream = await readWeights(source.weights, !!sha256Wanted, progress);
+    stream = await readWeights(await asSafetensors(source.weights), !!sha256Wanted, progress);
   } catch (e) {
     // A stored file that no longer reads as a model was damaged on the device.
     if (typeof sha256Wanted === 'string') throw failure('storage', `The weights file changed since it was saved (${e.message}).`);
@@ -194,6 +239,212 @@ function applyLabels(set) {
 
 function applyPreprocess() {
   classifier.setPreprocess(preprocess === 'auto' ? modelPreprocess : preprocess);
+}
+
+// ---- "Best available" (#18): measured, never a software adapter (www/backend-choice.js) ----
+
+/** A progress report of one part (`{ label, from, to }`) of a longer load. */
+function phaseProgress(phase, step, fraction) {
+  self.postMessage({ progress: { step: `${phase.label}: ${step}`, fraction: phase.from + (phase.to - phase.from) * fraction } });
+}
+
+/**
+ * The CPU side of the device's identity: its cores, and whether the page is cross-origin
+ * isolated (which decides the build the CPU gets, www/wasm.js).
+ */
+function cpuIdentity() {
+  return `cpu ${self.navigator.hardwareConcurrency || 1} cores${self.crossOriginIsolated ? ', isolated' : ''}`;
+}
+
+/** A newer load arrived since the one that asked (`generation`, noted as it arrived): stop. */
+function checkCurrent(generation) {
+  if (generation !== loadGeneration) throw failure('cancelled', 'A newer model replaced this one while it was being measured.');
+}
+
+/**
+ * The median time (ms) of a warm image embedding on the model in use: one embedding to warm up
+ * (WebGPU compiles its pipelines then), then up to three timed (fewer once 3 s are spent). The
+ * photo is already preprocessed pixels (a fixed pattern), so this is the model's time alone.
+ */
+async function timeEmbedding() {
+  const size = Number(classifier.info()?.config?.vision?.image_size) || 224;
+  const pixels = new Float32Array(3 * size * size);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = ((i * 7919) % 255) / 127.5 - 1;
+  await classifier.embedPixels(pixels);
+  const times = [];
+  let spent = 0;
+  while (times.length < 3 && (times.length === 0 || spent < 3000)) {
+    const start = performance.now();
+    await classifier.embedPixels(pixels);
+    times.push(performance.now() - start);
+    spent += times[times.length - 1];
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
+}
+
+/**
+ * Times a warm image embedding on `backend` in a worker of its own (this same script), which
+ * loads the model from `source` with the build that backend gets here (the threaded one for the
+ * CPU where the page is isolated) and is ended as soon as it answers, its memory with it. A
+ * newer load ends it at once (onmessage → `probe.cancel()`). Resolves to `{ ms, cpu }`; a
+ * failure keeps the measuring worker's kind ('model' for a file that is not one).
+ */
+function measureInProbe(backend, phase) {
+  return new Promise((resolve, reject) => {
+    let worker;
+    try {
+      worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } catch (e) {
+      reject(failure('device', `a second worker could not start here (${e.message || e})`));
+      return;
+    }
+    const mine = {};
+    const end = (settle, value) => {
+      worker.terminate();
+      if (probe === mine) probe = null;
+      settle(value);
+    };
+    mine.cancel = () => end(reject, failure('cancelled', 'A newer model replaced this one while it was being measured.'));
+    probe = mine;
+    worker.onmessage = ({ data }) => {
+      if (data.progress) return phaseProgress(phase, data.progress.step, 0.9 * data.progress.fraction);
+      if (!data.ok) return end(reject, failure(data.kind, data.error));
+      if (data.id === 'measure') return end(resolve, data.value);
+      phaseProgress(phase, 'timing a photo', 0.9);
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      end(reject, failure('device', e.message || 'the measuring worker stopped'));
+    };
+    worker.postMessage({ id: 'load', type: 'load', backend, weights: source.weights, config: source.config, sha256: false });
+    worker.postMessage({ id: 'measure', type: 'measure' });
+  });
+}
+
+/**
+ * What a measurement that failed says, or the error itself (thrown) when the failure is not the
+ * backend's: a file that is not a model fails on every backend, and a newer load cancels.
+ */
+function measureFailure(e) {
+  if (e?.kind === 'cancelled' || !isDeviceError(e)) throw e;
+  return String(e.message || e);
+}
+
+/** `{ webgpuMs | webgpuError, cpuMs | cpuError, cpuThreads }` → the record kept for the device and model. */
+function decide(measured, test) {
+  const record = { ...measured };
+  // Test-only (www/backend-choice.js `testOverrides`): the measured medians replaced (and kept
+  // as `measured`, to show the measurement ran).
+  if (test?.ms) record.measured = { webgpuMs: measured.webgpuMs, cpuMs: measured.cpuMs };
+  if (Number.isFinite(record.webgpuMs) && Number.isFinite(test?.ms?.webgpu)) record.webgpuMs = test.ms.webgpu;
+  if (Number.isFinite(record.cpuMs) && Number.isFinite(test?.ms?.cpu)) record.cpuMs = test.ms.cpu;
+  const gpuWins = Number.isFinite(record.webgpuMs) && !(Number.isFinite(record.cpuMs) && record.cpuMs <= record.webgpuMs);
+  return { ...record, backend: gpuWins ? 'webgpu' : 'cpu', measuredAt: Date.now(), adapter: auto.adapter };
+}
+
+/**
+ * Loads the model on the best backend here ("best available"). No WebGPU adapter, or a software
+ * one: the CPU. A hardware adapter: the choice remembered for this device and model
+ * (`msg.choices`, key → record, kept by the page), else measured: the CPU in a worker of its own
+ * first (its model freed with it), then WebGPU here; the CPU wins → the model is built again on
+ * it. Two models are never held longer than one measurement. Returns `{ sha256, choice }`:
+ * `choice` says why (www/backend-choice.js `describeChoice`), with `measured: true` when the
+ * page should remember its record.
+ */
+async function loadBest(msg) {
+  // Test-only overrides (www/backend-choice.js `testOverrides`).
+  const test = msg.test && typeof msg.test === 'object' ? msg.test : undefined;
+  const gpu = await webgpuAdapter(test?.adapter === 'hardware');
+  if (!gpu.usable) {
+    await useBuild('cpu');
+    const sha256 = await create('cpu', msg.sha256);
+    return { sha256, choice: { kind: gpu.software ? 'software' : 'none', why: gpu.why } };
+  }
+  const key = `${gpu.key} | ${cpuIdentity()} | model ${await sampledDigest(source.weights)}`;
+  auto = { key, adapter: gpu.label, test };
+  const remembered = msg.choices && typeof msg.choices === 'object' ? msg.choices[key] : undefined;
+  if (isRecord(remembered)) {
+    if (remembered.backend === 'webgpu') {
+      try {
+        await useBuild('webgpu');
+        return { sha256: await create('webgpu', msg.sha256), choice: { kind: 'measured', key, record: remembered, measured: false } };
+      } catch (e) {
+        const why = measureFailure(e);
+        await useBuild('cpu');
+        return { sha256: await create('cpu', msg.sha256), choice: { kind: 'failed', key, why: `WebGPU did not start: ${why}` } };
+      }
+    }
+    await useBuild('cpu');
+    return { sha256: await create('cpu', msg.sha256), choice: { kind: 'measured', key, record: remembered, measured: false } };
+  }
+
+  const measured = {};
+  try {
+    const cpuSide = await measureInProbe('cpu', { label: 'Measuring the CPU (1 of 2)', from: 0, to: 0.45 });
+    measured.cpuMs = cpuSide.ms;
+    measured.cpuThreads = cpuSide.cpu?.threads;
+  } catch (e) {
+    measured.cpuError = measureFailure(e);
+  }
+  checkCurrent(msg.loadGeneration);
+  const phase = { label: 'Measuring WebGPU (2 of 2)', from: 0.45, to: 1 };
+  let sha256;
+  try {
+    await useBuild('webgpu');
+    sha256 = await create('webgpu', msg.sha256, { ...phase, to: 0.95 });
+    checkCurrent(msg.loadGeneration);
+    phaseProgress(phase, 'timing a photo', 0.9);
+    measured.webgpuMs = await timeEmbedding();
+  } catch (e) {
+    measured.webgpuError = measureFailure(e);
+    dropClassifier();
+  }
+  checkCurrent(msg.loadGeneration);
+  const record = decide(measured, test);
+  if (record.backend === 'cpu') {
+    dropClassifier();
+    await useBuild('cpu');
+    const computed = await create('cpu', sha256 ? false : msg.sha256, { label: 'Loading on the CPU, the faster here', from: 0, to: 1 });
+    sha256 = sha256 || computed;
+  }
+  record.modelId = classifier.modelId;
+  return { sha256, choice: { kind: 'measured', key, record, measured: true } };
+}
+
+/**
+ * "Measure again": the model in use timed where it runs, the other backend in a measuring
+ * worker; the faster kept (the model built again on it, labels and adapter as they were).
+ */
+async function remeasure(msg) {
+  need();
+  if (!auto) throw failure('input', 'Only a model loaded with "best available" on a hardware WebGPU adapter is measured: choose it under Run on and load the model again.');
+  const current = classifier.backend === 'webgpu' ? 'webgpu' : 'cpu';
+  const other = current === 'webgpu' ? 'cpu' : 'webgpu';
+  const label = (b) => (b === 'webgpu' ? 'WebGPU' : 'the CPU');
+  const measured = current === 'cpu' ? { cpuThreads: cpu.threads } : {};
+  try {
+    phaseProgress({ label: `Measuring ${label(current)} (1 of 2)`, from: 0, to: 0.1 }, 'timing a photo', 0);
+    measured[`${current}Ms`] = await timeEmbedding();
+  } catch (e) {
+    measured[`${current}Error`] = measureFailure(e);
+  }
+  checkCurrent(msg.loadGeneration);
+  try {
+    const side = await measureInProbe(other, { label: `Measuring ${label(other)} (2 of 2)`, from: 0.1, to: 1 });
+    measured[`${other}Ms`] = side.ms;
+    if (other === 'cpu') measured.cpuThreads = side.cpu?.threads;
+  } catch (e) {
+    measured[`${other}Error`] = measureFailure(e);
+  }
+  checkCurrent(msg.loadGeneration);
+  const record = decide(measured, auto.test);
+  if (record.backend !== current) {
+    // The model in use stays until the new one is built (as when WebGPU is lost).
+    await useBuild(record.backend);
+    await create(record.backend, false, { label: `Loading on ${label(record.backend)}, the faster here`, from: 0, to: 1 });
+  }
+  record.modelId = classifier.modelId;
+  return { choice: { kind: 'measured', key: auto.key, record, measured: true }, backend: classifier.backend, cpu };
 }
 
 /**
@@ -492,17 +743,32 @@ async function handle(msg) {
       labels = null;
       taxaNames = null;
       adapter = null;
-      await useBuild(msg.backend);
+      auto = null;
       // A Blob is a handle (a File, a stored file): kept to rebuild the model on the CPU.
       const weights = msg.weights instanceof Blob ? msg.weights : new Blob([msg.weights]);
       source = { weights, config: msg.config ? new Uint8Array(msg.config) : undefined, prompts: storedPrompts(msg.prompts) };
       if (PREPROCESS.includes(msg.preprocess)) preprocess = msg.preprocess;
-      const sha256 = await create(msg.backend, msg.sha256);
+      // "best available" ('auto') is decided here, by measuring; a backend chosen by hand is used as it is.
+      let sha256;
+      let choice;
+      if (msg.backend === 'auto' || !msg.backend) {
+        ({ sha256, choice } = await loadBest(msg));
+      } else {
+        await useBuild(msg.backend);
+        sha256 = await create(msg.backend, msg.sha256);
+      }
       return {
-        info: classifier.info(), modelId: classifier.modelId, sha256, backend: classifier.backend, reason: classifier.backendReason, cpu,
+        info: classifier.info(), modelId: classifier.modelId, sha256, backend: classifier.backend,
+        reason: choice ? undefined : classifier.backendReason, choice, cpu,
         cachedPrompts: classifier.encodedPrompts, preprocess: classifier.preprocess, modelPreprocess,
       };
     }
+    case 'measure':
+      // A measuring worker's one job (`measureInProbe`): the model it loaded, timed.
+      need();
+      return { ms: await timeEmbedding(), backend: classifier.backend, cpu };
+    case 'remeasure':
+      return remeasure(msg);
     case 'preprocess': {
       // Remembered without a model too: the next one loads with it.
       if (!PREPROCESS.includes(msg.mode)) throw failure('input', `Unknown resize "${msg.mode}": use auto, crop or squash.`);
@@ -645,9 +911,15 @@ let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
   if (ADAPTER_CHANGES.has(data.type)) adapterGeneration += 1;
   if (data.type === 'useAdapter') data.adapterGeneration = adapterGeneration;
+  if (data.type === 'load') {
+    loadGeneration += 1;
+    probe?.cancel();
+  }
+  data.loadGeneration = loadGeneration;
   queue = queue.then(async () => {
     try {
-      if (!build) await useBuild('webgpu');
+      // A load picks its build itself.
+      if (!build && data.type !== 'load') await useBuild('webgpu');
       const value = await handle(data);
       self.postMessage({ id: data.id, ok: true, value }, value?.[TRANSFER] ?? []);
     } catch (e) {

@@ -1,4 +1,5 @@
-// End-to-end: the real page in headless Debian Chromium (WebGPU on SwiftShader), the tiny
+// End-to-end: the real page in headless Debian Chromium (WebGPU on SwiftShader, chosen by hand:
+// "best available" never picks a software adapter, tests/e2e/backend.test.mjs), the tiny
 // oracle model loaded through the file input, three oracle photos and a corrupt file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,10 +19,12 @@ test('classify oracle photos on the page', { timeout: 600000 }, async () => {
   const page = await browser({ width: 768, height: 1024 });
   try {
     await page.open(`${server.url}index.html`);
+    await page.run(`const b = document.getElementById('backend'); b.value = 'webgpu'; b.dispatchEvent(new Event('change'));`);
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
     const status = await page.waitFor(
       `const t = document.getElementById('model-status').textContent; return /Loaded|could not/.test(t) && t;`, 'the model');
     assert.match(status, /Loaded ViT .*1\.9 M parameters/, status);
+    assert.match(status, /Running on WebGPU: WebGPU was requested/, status);
 
     // The oracle's prompts are whole sentences: use them as labels with the template "{}".
     const labels = expected.prompts.map((p) => p.text);
