@@ -414,11 +414,11 @@ async fn heat_maps_on_webgpu_match_clearclip() {
 #[wasm_bindgen_test]
 async fn l14_shape_runs_on_webgpu_at_default_limits() {
     let bytes = checkpoints::random_hf_checkpoint((1024, 14, 224), 768, 768);
-    let mut gpu = Classifier::create(bytes.clone(), None, "webgpu:default-limits".into(), None)
+    let gpu = Classifier::create(bytes.clone(), None, "webgpu:default-limits".into(), None)
         .await
         .unwrap_or_else(|e| panic!("L/14 on WebGPU at default limits: {e:?}"));
     assert_eq!(gpu.backend(), "webgpu");
-    let mut cpu = Classifier::create(bytes, None, "cpu".into(), None).await.unwrap();
+    let cpu = Classifier::create(bytes, None, "cpu".into(), None).await.unwrap();
     // The start and end tokens (49406, 49407) sit in the table's second part, the words in its first.
     let prompts = vec!["a photo of a fern.".to_string(), "zebra".to_string()];
     let (on_gpu, on_cpu) = (gpu.embed_texts(prompts.clone()).await.unwrap(), cpu.embed_texts(prompts).await.unwrap());
