@@ -57,11 +57,29 @@ export async function fetchBytes(url) {
 }
 
 /**
- * fieldclip's side of `?suite=peer`: `wasm` an initialised build, `backend` cpu|webgpu.
+ * Counts the Workers this scope starts from now on (an engine's threads: wasm-bindgen-rayon's
+ * pool, ONNX Runtime's pthreads), so the bench can show how many an engine really ran with.
+ */
+export function countWorkers() {
+  const Native = globalThis.Worker;
+  let started = 0;
+  if (!Native) return () => null;
+  globalThis.Worker = class extends Native {
+    constructor(...args) {
+      super(...args);
+      started++;
+    }
+  };
+  return () => started;
+}
+
+/**
+ * fieldclip's side of `?suite=peer|cpu`: `wasm` an initialised build, `backend` cpu|webgpu.
  * `loaded()` is awaited once the model gave its first result (the tab's memory is read then).
+ * `opts.start`: when loading began (default: now), so the WebAssembly's start can count.
  */
 export async function fieldclipEngine(wasm, backend, opts, report, loaded = async () => {}) {
-  const start = performance.now();
+  const start = opts.start ?? performance.now();
   const model = await loadFieldclip(wasm, backend, opts);
   const one = benchPixels(1, 1);
   await model.embedPixels(one);
@@ -72,10 +90,11 @@ export async function fieldclipEngine(wasm, backend, opts, report, loaded = asyn
   await loaded();
   const eight = benchPixels(8, 2);
   const prompts = LABELS.map(TEMPLATE);
-  const photo = await fetchBytes(opts.photo);
   await time('image embed, batch 1', () => model.embedPixels(one), opts, report);
   await time('image embed, batch 8', () => model.embedPixelsBatch(eight, 8), opts, report);
   await time('30 label prompts', () => model.embedTexts(prompts), opts, report);
+  if (opts.classify === false) return;
+  const photo = await fetchBytes(opts.photo);
   // The page's path: the labels' prompts are cached, an edited label is encoded alone.
   await model.setLabels(LABELS, ['a photo of a {}, a type of tree.']);
   let edit = 0;

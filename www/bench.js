@@ -1,7 +1,7 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
 import init, { GalleryIndex, TaxaIndex } from '../pkg/fieldclip.js';
-import { LABELS, TEMPLATE, benchPixels, fetchBytes, median, random, time as timeWith } from './bench-common.js';
+import { LABELS, TEMPLATE, benchPixels, countWorkers, median, random, time as timeWith } from './bench-common.js';
 import { gpuAdapter, installGpuProfile, profileCases, readGpuCounts, resetGpuCounts } from './bench-gpu.js';
 import { openDeviceStore } from './storage.js';
 
@@ -119,17 +119,24 @@ async function searchSuite() {
 }
 
 // ---- fieldclip next to transformers.js (ONNX Runtime Web) on the same weights ----
-// `?suite=peer&engine=fieldclip-webgpu|fieldclip-cpu|peer-webgpu|peer-wasm[&threads=N]`, one
-// engine per page load (benches/web/run.mjs runs them and prints the table with ratios). The same inputs
-// for both: deterministic 224×224 pixels, 30 label prompts, one photo.
+// `?suite=peer&engine=fieldclip-webgpu|fieldclip-cpu|peer-webgpu|peer-wasm[&dtype=f32|q8][&threads=N]`
+// `[&classify=0][&peerThread=main]`, one engine per page load (benches/web/run.mjs runs them in
+// rounds and prints the table with ratios; its suite `cpu` is this suite on the CPU engines).
+// `dtype=q8`: fieldclip loads the q8 model pack made from the same weights, transformers.js
+// `dtype: 'q8'` (its `_quantized.onnx` files); default f32 (transformers.js's 'fp32').
+// Both engines run in a Web Worker (www/bench-fieldclip.js, www/bench-peer.js), as fieldclip's
+// page runs its model; `peerThread=main` runs transformers.js on this page's thread instead.
+// The same inputs for both: deterministic 224×224 pixels, 30 label prompts, one photo.
 let cpuInfo = null;
+let engineInfo = null;
 
-/** fieldclip in a worker (www/bench-fieldclip.js), as the page runs it; rows come back here. */
-function fieldclipInWorker(backend, threads, opts) {
-  const worker = new Worker(new URL('./bench-fieldclip.js', import.meta.url), { type: 'module' });
+/** An engine in its worker; its rows, holds and what it ran with come back here. */
+function engineInWorker(url, message) {
+  const worker = new Worker(url, { type: 'module' });
   return new Promise((resolve, reject) => {
     worker.onmessage = async ({ data }) => {
       if (data.cpu) cpuInfo = data.cpu;
+      if (data.info) engineInfo = data.info;
       if (data.row) report(data.row);
       if (data.hold) {
         await hold(data.hold);
@@ -140,7 +147,7 @@ function fieldclipInWorker(backend, threads, opts) {
       if (data.done) resolve();
     };
     worker.onerror = (e) => reject(new Error(e.message || 'the benchmark worker failed'));
-    worker.postMessage({ backend, threads, opts });
+    worker.postMessage(message);
   });
 }
 
@@ -155,63 +162,34 @@ async function hold(stage) {
   while (window.benchGo !== stage) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-async function peerEngine(device, opts) {
-  const t = await import('/node_modules/@huggingface/transformers/dist/transformers.js');
-  t.env.allowRemoteModels = false;
-  t.env.allowLocalModels = true;
-  t.env.localModelPath = opts.peerModels;
-  t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
-  // ONNX Runtime's default is half the cores (at most 4); `threads=N` overrides it.
-  if (opts.threads) t.env.backends.onnx.wasm.numThreads = opts.threads;
-  await hold('before');
-  const start = performance.now();
-  const load = { device, dtype: 'fp32' };
-  const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
-  const processor = await t.AutoProcessor.from_pretrained(opts.peerModel);
-  const vision = await t.CLIPVisionModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'vision_model' });
-  const text = await t.CLIPTextModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'text_model' });
-  globalThis.ortThreads = t.env.backends.onnx.wasm.numThreads;
-  const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
-  const one = benchPixels(1, 1);
-  await images(one, 1);
-  report({ what: 'load to first result', median: performance.now() - start, unit: 'ms', runs: 1 });
-  await hold('loaded');
-  const eight = benchPixels(8, 2);
-  // CLIP's text tower as exported takes 77 tokens, as transformers.js pads for CLIP.
-  const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));
-  const photo = await fetchBytes(opts.photo);
-  await time('image embed, batch 1', () => images(one, 1), opts);
-  await time('image embed, batch 8', () => images(eight, 8), opts);
-  await time('30 label prompts', () => encode(LABELS.map(TEMPLATE)), opts);
-  // What the zero-shot pipeline does for each photo: every label's prompt, then the photo.
-  let edit = 0;
-  await time('classify one photo after editing one label', async () => {
-    const labels = [...LABELS];
-    labels[edit % 30] = `${LABELS[edit % 30]} ${++edit}`;
-    const { text_embeds: textEmbeds } = await encode(labels.map(TEMPLATE));
-    const image = await t.RawImage.fromBlob(new Blob([photo]));
-    const { image_embeds: imageEmbeds } = await vision(await processor(image));
-    return [textEmbeds, imageEmbeds];
-  }, opts);
-}
-
 async function peerSuite() {
   const engine = params.get('engine') || 'fieldclip-cpu';
+  // `pack=q8` (older runners) is `dtype=q8`.
+  const dtype = (params.get('dtype') || params.get('pack') || 'f32') === 'q8' ? 'q8' : 'f32';
   const opts = {
     warmup: Number(params.get('warmup') || 2),
     runs: Number(params.get('runs') || 10),
-    // `pack=q8`: fieldclip loads the q8 model pack made from the same weights.
-    weights: params.get('weights') || (params.get('pack') ? `/bench-models/vitb32/model.${params.get('pack')}.fcpk` : '/bench-models/vitb32/model.safetensors'),
+    dtype,
+    weights: params.get('weights') || (dtype === 'q8' ? '/bench-models/vitb32/model.q8.fcpk' : '/bench-models/vitb32/model.safetensors'),
     config: params.get('config') || '/bench-models/vitb32/config.json',
     photo: params.get('photo') || '/tests/data/images/coffee.jpg',
     peerModels: '/bench-models/',
     peerModel: 'transformers-js-vitb32',
     threads: Number(params.get('threads')) || undefined,
+    classify: params.get('classify') !== '0',
   };
-  $('bench-status').textContent = `Running ${engine}…`;
+  $('bench-status').textContent = `Running ${engine} ${dtype}…`;
   const [kind, backend] = engine.split('-');
-  if (kind === 'fieldclip') await fieldclipInWorker(backend === 'webgpu' ? 'webgpu' : 'cpu', opts.threads, opts);
-  else await peerEngine(backend === 'webgpu' ? 'webgpu' : 'wasm', opts);
+  if (kind === 'fieldclip') {
+    await engineInWorker(new URL('./bench-fieldclip.js', import.meta.url), { backend: backend === 'webgpu' ? 'webgpu' : 'cpu', threads: opts.threads, opts });
+  } else if (params.get('peerThread') === 'main') {
+    const workers = countWorkers();
+    const { peerEngine } = await import('./bench-peer.js');
+    await peerEngine(backend === 'webgpu' ? 'webgpu' : 'wasm', opts, report, hold, (info) => { engineInfo = info; });
+    engineInfo.workers = workers();
+  } else {
+    await engineInWorker(new URL('./bench-peer.js', import.meta.url), { device: backend === 'webgpu' ? 'webgpu' : 'wasm', opts });
+  }
 }
 
 // ---- WebGPU work per call (#18) ----
@@ -230,11 +208,8 @@ function reportGpu({ rows }) {
 
 async function transformersGpu(opts) {
   installGpuProfile();
-  const t = await import('/node_modules/@huggingface/transformers/dist/transformers.js');
-  t.env.allowRemoteModels = false;
-  t.env.allowLocalModels = true;
-  t.env.localModelPath = opts.peerModels;
-  t.env.backends.onnx.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';
+  const { encodeTexts, loadTransformers } = await import('./bench-peer.js');
+  const t = await loadTransformers(opts);
   resetGpuCounts();
   const start = performance.now();
   const load = { device: 'webgpu', dtype: 'fp32' };
@@ -244,14 +219,14 @@ async function transformersGpu(opts) {
   const loaded = { ...readGpuCounts(), ms: performance.now() - start };
   // Outputs come back to the CPU (transformers.js's default), as fieldclip's do.
   const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
-  const encode = (prompts) => text(tokenizer(prompts, { padding: 'max_length', max_length: 77, truncation: true }));
   const one = benchPixels(1, 1);
   const eight = benchPixels(8, 2);
   const prompts = LABELS.map(TEMPLATE);
+  // Padded to the longest prompt, as transformers.js's zero-shot pipeline does.
   const rows = await profileCases([
     { name: 'image b1', call: () => images(one, 1) },
     { name: 'image b8', call: () => images(eight, 8) },
-    { name: '30 prompts', call: () => encode(prompts) },
+    { name: '30 prompts', call: () => encodeTexts(tokenizer, text, prompts) },
   ], opts, median);
   return { adapter: gpuAdapter(), load: loaded, rows };
 }
@@ -287,18 +262,40 @@ async function gpuSuite() {
   reportGpu(gpuResult);
 }
 
-/** How many threads ONNX Runtime used, when the peer ran. */
-function peerThreads() {
-  return globalThis.ortThreads;
+/**
+ * The packed matmul alone (#17): ViT-B/32's dense shapes, f32 and int8, against the SIMD peak
+ * of the same build, one thread, for pkg/ (SIMD128) and, where it runs, pkg-threads/ (relaxed SIMD).
+ */
+async function kernelsSuite() {
+  const { hasRelaxedSimd } = await import('./wasm.js');
+  const builds = ['single', ...(self.crossOriginIsolated && hasRelaxedSimd() ? ['threads'] : [])];
+  for (const build of builds) {
+    const worker = new Worker(new URL('./bench-kernels.js', import.meta.url), { type: 'module' });
+    const answer = await new Promise((resolve) => {
+      worker.onmessage = ({ data }) => resolve(data);
+      worker.onerror = (e) => resolve({ error: e.message });
+      worker.postMessage({ build });
+    });
+    worker.terminate();
+    if (answer.error) throw new Error(`${build}: ${answer.error}`);
+    answer.rows.forEach(report);
+  }
 }
 
-const suites = { search: searchSuite, peer: peerSuite, taxa: taxaSuite, gpu: gpuSuite };
+const suites = { search: searchSuite, peer: peerSuite, taxa: taxaSuite, gpu: gpuSuite, kernels: kernelsSuite };
 const suite = params.get('suite') || 'search';
 try {
   $('bench-status').textContent = `Running ${suite}…`;
   await suites[suite]();
   $('bench-status').textContent = 'Done.';
-  window.benchResult = { suite, engine: params.get('engine'), threads: peerThreads() ?? cpuInfo?.threads, cpu: cpuInfo?.reason, gpu: gpuResult, crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent, rows };
+  // `threads`: what the engine ran with (fieldclip's pool, ONNX Runtime's numThreads after
+  // loading); `ran.workers`: the Workers its engine started (fieldclip: one per pool thread;
+  // ONNX Runtime: numThreads − 1, its calling thread being the last).
+  window.benchResult = {
+    suite, engine: params.get('engine'), dtype: params.get('dtype') || params.get('pack') || undefined,
+    threads: engineInfo?.threads ?? cpuInfo?.threads, cpu: cpuInfo?.reason, ran: engineInfo, gpu: gpuResult,
+    crossOriginIsolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency, userAgent: navigator.userAgent, rows,
+  };
   console.log(`fieldclip-bench ${JSON.stringify(rows.map((r) => [r.what, r.median]))}`);
 } catch (e) {
   $('bench-status').textContent = `Failed: ${e.message}`;

@@ -570,18 +570,22 @@ unsafe fn int8_kernel<const MR: usize>(
 }
 
 /// The machine's SIMD peak in this build, for the kernels' report (#17: GFLOP/s reached against
-/// it): `iterations` rounds of 12 independent f32x4 multiply-adds (the kernels' own
-/// `multiply_add`: fused in the relaxed build), `F32_PEAK_FLOP` per round. Returns a value that
+/// it): `iterations` rounds of 12 independent f32x4 multiply-adds `acc += a · b` (the kernels' own
+/// `multiply_add`: fused in the relaxed build), `F32_PEAK_FLOP` per round. `b` moves every round
+/// and each accumulator has its own `a`, so no product can be hoisted or shared; the result
 /// depends on every one, so none is optimised away.
 #[cfg(target_arch = "wasm32")]
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 pub fn f32_peak(iterations: u32) -> f32 {
     use core::arch::wasm32::*;
-    let (a, b) = (f32x4_splat(0.999_9), f32x4_splat(1e-6));
-    let mut acc = [f32x4_splat(1.0); 12];
+    // Opaque starting values: stable rustc 1.95's LLVM crashed (SCCP) folding the constants.
+    let a: [v128; 12] = core::hint::black_box(core::array::from_fn(|j| f32x4_splat(1e-3 * (j as f32 + 1.0))));
+    let (mut b, step) = core::hint::black_box((f32x4_splat(1e-6), f32x4_splat(1e-9)));
+    let mut acc = core::hint::black_box([f32x4_splat(1.0); 12]);
     for _ in 0..iterations {
-        for v in acc.iter_mut() {
-            *v = multiply_add(*v, a, b);
+        b = f32x4_add(b, step);
+        for (v, a) in acc.iter_mut().zip(&a) {
+            *v = multiply_add(*a, b, *v);
         }
     }
     acc.iter().map(|v| f32x4_extract_lane::<0>(*v)).sum()
@@ -590,27 +594,29 @@ pub fn f32_peak(iterations: u32) -> f32 {
 /// Floating-point operations in one round of `f32_peak` (12 × 4 lanes × multiply and add).
 pub const F32_PEAK_FLOP: f64 = 96.0;
 
-/// The same for the int8 kernels' instruction: 12 independent `dot_i16x8` + add (SIMD128) or
-/// `relaxed_dot_i8x16_i7x16_add` (relaxed) per round, `int8_peak_macs()` products per round.
+/// The same for the int8 kernels' instruction: per round, 12 independent `dot_i16x8` + add
+/// (SIMD128) or `relaxed_dot_i8x16_i7x16_add` (relaxed), `int8_peak_macs()` products, one
+/// operand moving every round and the other one per accumulator (nothing hoisted or shared).
 #[cfg(target_arch = "wasm32")]
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 pub fn int8_peak(iterations: u32) -> i32 {
     use core::arch::wasm32::*;
-    let (a, b) = (i8x16_splat(3), i8x16_splat(5));
-    let mut acc = [i32x4_splat(0); 12];
-    for i in 0..iterations {
-        for v in acc.iter_mut() {
+    // Opaque starting values (see `f32_peak`).
+    let weights: [v128; 12] = core::hint::black_box(core::array::from_fn(|j| i8x16_splat(j as i8 + 1)));
+    let (mut x, one) = core::hint::black_box((i8x16_splat(3), i8x16_splat(1)));
+    let mut acc = core::hint::black_box([i32x4_splat(0); 12]);
+    for _ in 0..iterations {
+        x = i8x16_add(x, one);
+        for (v, w) in acc.iter_mut().zip(&weights) {
             #[cfg(feature = "relaxed-simd")]
             {
-                *v = i32x4_relaxed_dot_i8x16_i7x16_add(a, b, *v);
+                *v = i32x4_relaxed_dot_i8x16_i7x16_add(x, *w, *v);
             }
             #[cfg(not(feature = "relaxed-simd"))]
             {
-                *v = i32x4_add(*v, i32x4_dot_i16x8(a, b));
+                *v = i32x4_add(*v, i32x4_dot_i16x8(x, *w));
             }
         }
-        // Keeps the loop from being folded into one multiplication.
-        acc[0] = i32x4_add(acc[0], i32x4_splat(i as i32));
     }
     acc.iter().map(|v| i32x4_extract_lane::<0>(*v)).fold(0, i32::wrapping_add)
 }
