@@ -368,9 +368,21 @@ class LoadWatch {
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       all.push({ pid, comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ppid: f[1], group: f[2], ticks: Number(f[11]) + Number(f[12]) });
     }
-    // This run's browsers: each chromedriver this process started leads its own process group.
-    const ours = new Set(all.filter((p) => Number(p.ppid) === process.pid).map((p) => p.pid));
-    const now = new Map(all.filter((p) => !ours.has(p.group)).map((p) => [p.pid, p]));
+    // This run's browsers: every descendant of a process this one started (chromedriver, and
+    // under it Chromium, whose zygote and renderers start process groups and sessions of their
+    // own, so the process group alone missed them and counted the run's own browser as other work).
+    const parent = new Map(all.map((p) => [p.pid, p.ppid]));
+    const isOurs = (pid) => {
+      for (let at = pid, hops = 0; at && at !== '0' && hops < 64; at = parent.get(at), hops++) {
+        if (Number(parent.get(at)) === process.pid) return true;
+      }
+      return false;
+    };
+    // Once ours, always ours: when a page closes, chromedriver may exit before its browser, whose
+    // processes then hang under init for a moment (and were counted as other work).
+    this.ours ??= new Set();
+    for (const p of all) if (isOurs(p.pid) || this.ours.has(p.group)) this.ours.add(p.pid);
+    const now = new Map(all.filter((p) => !this.ours.has(p.pid)).map((p) => [p.pid, p]));
     if (this.page) {
       for (const [pid, { comm, ticks }] of now) {
         // A process new since the last sample: all its time is within the page.
