@@ -661,6 +661,20 @@ impl Classifier {
         self.session.embed_texts(&texts).await.map_err(js_error)
     }
 
+    /// On WebGPU, runs one blank image and one prompt through the model, so that the GPU
+    /// compiles its kernels at load instead of on the first photo (#18: the first image made 43
+    /// pipelines on the tiny model, later ones none). Does nothing on the CPU.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub async fn warm_up(&self) -> Result<(), JsValue> {
+        if self.backend != "webgpu" {
+            return Ok(());
+        }
+        let size = self.session.model().preprocess.image_size;
+        self.session.embed_pixels(&[vec![0.0; 3 * size * size]]).await.map_err(js_error)?;
+        self.session.embed_texts(&["a photo.".to_string()]).await.map_err(js_error)?;
+        Ok(())
+    }
+
     #[wasm_bindgen(getter, js_name = embeddingSize)]
     pub fn embedding_size(&self) -> usize {
         self.session.dim()

@@ -121,5 +121,8 @@ export async function loadFieldclip(wasm, backend, opts) {
   }
   // A pack carries its config.
   const config = /\.fcpk$/.test(opts.weights) ? undefined : await fetchBytes(opts.config);
-  return wasm.Classifier.fromStream(stream, config, backend);
+  const model = await wasm.Classifier.fromStream(stream, config, backend);
+  // As the page does: on WebGPU the kernels are compiled at load (`warmUp`).
+  await model.warmUp();
+  return model;
 }

@@ -214,6 +214,11 @@ async function create(backend, sha256Wanted = false, phase = undefined) {
   // Loading steps after reading: 40% → 100%.
   const building = (step, fraction) => progress(step, 0.4 + 0.6 * fraction);
   const next = await Classifier.fromStream(stream, source.config, backend, building);
+  if (next.backend === 'webgpu') {
+    // The GPU compiles its kernels now, not on the first photo (#18).
+    building('Preparing WebGPU (compiling its kernels once)', 1);
+    await next.warmUp();
+  }
   dropClassifier();
   classifier = next;
   modelPreprocess = classifier.preprocess;
