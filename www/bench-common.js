@@ -45,9 +45,10 @@ export const LABELS = ['oak', 'beech', 'birch', 'maple', 'ash', 'willow', 'alder
   'hawthorn', 'elder', 'dogwood', 'spindle'];
 export const TEMPLATE = (label) => `a photo of a ${label}, a type of tree.`;
 
-export function benchPixels(count, seed) {
+/** `count` images of `size` × `size` pixels (3 channels, planar), seeded. */
+export function benchPixels(count, seed, size = 224) {
   const rand = random(seed);
-  return Float32Array.from({ length: count * 3 * 224 * 224 }, () => 4 * rand());
+  return Float32Array.from({ length: count * 3 * size * size }, () => 4 * rand());
 }
 
 export async function fetchBytes(url) {

@@ -18,8 +18,8 @@ async function gpuProfile(opts) {
   const start = performance.now();
   const model = await loadFieldclip(wasm, 'webgpu', opts);
   const load = { ...readGpuCounts(), ms: performance.now() - start };
-  const one = benchPixels(1, 1);
-  const eight = benchPixels(8, 2);
+  const one = benchPixels(1, 1, opts.size);
+  const eight = benchPixels(8, 2, opts.size);
   const prompts = LABELS.map(TEMPLATE);
   const rows = await profileCases([
     { name: 'image b1', call: () => model.embedPixels(one) },

@@ -6,11 +6,14 @@
 
 const zero = () => ({
   dispatches: 0, passes: 0, submits: 0, readbacks: 0, pipelines: 0, shaders: 0,
-  bytes_written: 0, bytes_read: 0, buffers_created: 0,
+  bytes_written: 0, bytes_read: 0, buffers_created: 0, kernels: {}, order: [],
 });
 
 const state = { counts: zero(), live: 0, peak: 0, adapter: null, installed: false };
 const sizes = new WeakMap();
+// The pipeline each compute pass has set, so a dispatch can be counted under its kernel's name
+// (the pipeline's label: cubecl names it after the kernel; ONNX Runtime after the op).
+const current = new WeakMap();
 
 /** Replaces `proto[name]` by a wrapper that calls `before(this, args)` first. */
 function wrap(proto, name, before) {
@@ -33,9 +36,16 @@ export function installGpuProfile() {
   wrap(GPUDevice.prototype, 'createComputePipeline', () => { c().pipelines++; });
   wrap(GPUDevice.prototype, 'createComputePipelineAsync', () => { c().pipelines++; });
   wrap(GPUCommandEncoder.prototype, 'beginComputePass', () => { c().passes++; });
-  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => { c().dispatches++; });
-  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroupsIndirect', () => { c().dispatches++; });
-  wrap(GPUQueue.prototype, 'submit', () => { c().submits++; });
+  wrap(GPUComputePassEncoder.prototype, 'setPipeline', (pass, [pipeline]) => { current.set(pass, pipeline?.label || 'unlabelled'); });
+  const dispatched = (pass) => {
+    c().dispatches++;
+    const name = current.get(pass) || 'unlabelled';
+    c().kernels[name] = (c().kernels[name] || 0) + 1;
+    c().order.push(name);
+  };
+  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', dispatched);
+  wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroupsIndirect', dispatched);
+  wrap(GPUQueue.prototype, 'submit', () => { c().submits++; c().order.push('— submit —'); });
   wrap(GPUQueue.prototype, 'writeBuffer', (_, [, , data, dataOffset = 0, size]) => {
     // Offset and size count elements of a typed array, bytes of an ArrayBuffer/DataView.
     const unit = data?.BYTES_PER_ELEMENT || 1;
@@ -130,6 +140,11 @@ export async function profileCases(cases, { warmup = 1, runs = 3 } = {}, median)
       bytes_read: counts.bytes_read,
       peak_buffer_bytes: peak,
       ms: ms.length ? median(ms) : null,
+      // Dispatches per kernel (pipeline label), most first: where the count comes from.
+      kernels: Object.fromEntries(Object.entries(counts.kernels).sort((a, b) => b[1] - a[1])),
+      // The kernels in the order they ran, and the submits between them: to read a call's
+      // dispatches against the model's ops.
+      order: counts.order,
       first_call: first,
       ...(varying.size ? { varying: [...varying] } : {}),
     });

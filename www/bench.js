@@ -1,6 +1,5 @@
 // Browser benchmarks (bench.html). Results go to the page's table and to `window.benchResult`
 // for scripts/bench-web.sh. Medians after warm-up; no pass/fail here, the numbers are the point.
-import init, { GalleryIndex, TaxaIndex } from '../pkg/fieldclip.js';
 import { LABELS, TEMPLATE, benchPixels, countWorkers, median, random, time as timeWith } from './bench-common.js';
 import { gpuAdapter, installGpuProfile, profileCases, readGpuCounts, resetGpuCounts } from './bench-gpu.js';
 import { openDeviceStore } from './storage.js';
@@ -22,6 +21,16 @@ function report(row) {
   $('bench-table').tBodies[0].append(tr);
 }
 
+/**
+ * pkg/'s WebAssembly, initialised; imported by the suites that use it here (search, taxa), so a
+ * page whose engine is transformers.js alone never loads pkg/ (it may be mid-build).
+ */
+async function fieldclipWasm() {
+  const wasm = await import('../pkg/fieldclip.js');
+  await wasm.default();
+  return wasm;
+}
+
 function unitRows(n, dim, rand) {
   const m = new Float32Array(n * dim);
   for (let i = 0; i < n; i++) {
@@ -40,7 +49,7 @@ function unitRows(n, dim, rand) {
 async function taxaSuite() {
   const n = Number(params.get('taxa')) || 100000;
   const dim = 512;
-  await init();
+  const { TaxaIndex } = await fieldclipWasm();
   const start = performance.now();
   const index = TaxaIndex.synthetic(n, dim, 7);
   report({ what: `${n} taxa made and grouped by rank (once, when a list loads)`, median: performance.now() - start, unit: 'ms', runs: 1 });
@@ -58,7 +67,7 @@ async function searchSuite() {
   const rand = random(42);
   const matrix = unitRows(n, dim, rand);
   const queries = unitRows(32, dim, rand);
-  await init();
+  const { GalleryIndex } = await fieldclipWasm();
   const gallery = new GalleryIndex(dim);
   gallery.add(matrix);
   let q = 0;
@@ -193,11 +202,12 @@ async function peerSuite() {
 }
 
 // ---- WebGPU work per call (#18) ----
-// `?suite=gpu&engine=fieldclip|transformers.js[&weights=…&config=…][&runs=N&warmup=N]`: the
-// WebGPU calls each engine makes per image embedding (batch 1 and 8) and per 30-prompt text
-// batch, counted by wrapping the WebGPU prototypes (www/bench-gpu.js) before the model loads.
-// fieldclip runs in its worker as on the page; transformers.js on this page's main thread,
-// with the ONNX model in `peerModel` (benches/web/run.mjs prepares both).
+// `?suite=gpu&engine=fieldclip|transformers.js[&weights=…&config=…][&peerModel=…][&size=224]`
+// `[&runs=N&warmup=N]`: the WebGPU calls each engine makes per image embedding (batch 1 and 8)
+// and per 30-prompt text batch, counted by wrapping the WebGPU prototypes (www/bench-gpu.js)
+// before the model loads. fieldclip runs in its worker as on the page; transformers.js on this
+// page's main thread, with the ONNX model in `/bench-models/<peerModel>/` (benches/web/run.mjs
+// prepares both over the same weights). `size`: the model's image size (pixels are size × size).
 let gpuResult = null;
 
 function reportGpu({ rows }) {
@@ -212,15 +222,25 @@ async function transformersGpu(opts) {
   const t = await loadTransformers(opts);
   resetGpuCounts();
   const start = performance.now();
+  // fp32: what transformers.js picks by default on 'webgpu' anyway (its DEFAULT_DEVICE_DTYPE;
+  // only wasm defaults to q8), said here so the files it loads are known (onnx/*_model.onnx).
   const load = { device: 'webgpu', dtype: 'fp32' };
   const tokenizer = await t.AutoTokenizer.from_pretrained(opts.peerModel);
   const vision = await t.CLIPVisionModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'vision_model' });
   const text = await t.CLIPTextModelWithProjection.from_pretrained(opts.peerModel, { ...load, model_file_name: 'text_model' });
   const loaded = { ...readGpuCounts(), ms: performance.now() - start };
+  // What its sessions say they run on (the device and dtype it resolved), ONNX Runtime's version.
+  const ran = {
+    device: vision.sessions?.model?.config?.device,
+    dtype: { vision: vision.sessions?.model?.config?.dtype, text: text.sessions?.model?.config?.dtype },
+    ort: t.env.backends.onnx.versions?.web,
+    library: `@huggingface/transformers@${t.env.version}`,
+  };
   // Outputs come back to the CPU (transformers.js's default), as fieldclip's do.
-  const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, 224, 224]) });
-  const one = benchPixels(1, 1);
-  const eight = benchPixels(8, 2);
+  const { size } = opts;
+  const images = (pixels, n) => vision({ pixel_values: new t.Tensor('float32', pixels, [n, 3, size, size]) });
+  const one = benchPixels(1, 1, size);
+  const eight = benchPixels(8, 2, size);
   const prompts = LABELS.map(TEMPLATE);
   // Padded to the longest prompt, as transformers.js's zero-shot pipeline does.
   const rows = await profileCases([
@@ -228,7 +248,7 @@ async function transformersGpu(opts) {
     { name: 'image b8', call: () => images(eight, 8) },
     { name: '30 prompts', call: () => encodeTexts(tokenizer, text, prompts) },
   ], opts, median);
-  return { adapter: gpuAdapter(), load: loaded, rows };
+  return { adapter: gpuAdapter(), load: loaded, rows, ran };
 }
 
 async function gpuSuite() {
@@ -240,6 +260,7 @@ async function gpuSuite() {
     config: params.get('config') || '/bench-models/vitb32/config.json',
     peerModels: '/bench-models/',
     peerModel: params.get('peerModel') || 'transformers-js-vitb32',
+    size: Number(params.get('size')) || 224,
   };
   $('bench-status').textContent = `Running gpu, ${engine}…`;
   if (engine === 'fieldclip') {

@@ -1,15 +1,22 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
 // Usage: node benches/web/run.mjs [search|taxa|cpu|peer|gpu|kernels] [--runs N] [--warmup N] [--rounds N]
-//        [--engines spec,spec…] [--classify] [--peer-main-thread] [--weights model.safetensors|folder (gpu)] [--out file.json]
+//        [--engines spec,spec… (gpu: fieldclip,transformers.js)] [--classify] [--peer-main-thread]
+//        [--weights model.safetensors|folder (gpu)] [--out file.json]
 //
 // `kernels` times the packed matmul alone on ViT-B/32's dense shapes, f32 and int8, against the
 // SIMD peak of the same build (a loop of independent multiply-adds or int8 dot products), one
 // thread, in pkg/ (SIMD128) and pkg-threads/ (relaxed SIMD) (#17; www/bench-kernels.js).
 //
 // `gpu` counts the WebGPU work per call (#18): dispatches, passes, submits, readbacks, bytes,
-// pipelines, buffer peak, for fieldclip and (where its files are here) transformers.js on the
-// same ONNX model. Weights: --weights, else the random ViT-B/32 below, else tests/data/tiny
-// (said in the table and in the JSON's "model").
+// pipelines, buffer peak, for fieldclip and (where its files are here) transformers.js (fp32,
+// its default on WebGPU) on the same model. Weights: --weights (a file, or an HF CLIP folder:
+// config.json + model.safetensors), else the random ViT-B/32 below, else tests/data/tiny (said
+// in the table and in the JSON's "model"). transformers.js runs the ONNX export of the same
+// weights: the oracle's for the ViT-B/32 (below), for any other model the one
+// benches/web/export_peer_onnx.py makes into ~/.cache/fieldclip-bench/onnx/<folder>-<sha256 of
+// the weights>/; where it is missing the run prints the command that makes it (the oracle's
+// Python, ~/.cache/oracle-venv) and profiles fieldclip alone. `--engines fieldclip` or
+// `--engines transformers.js`: one engine only (for development).
 //
 // `cpu` (#17) is THE comparison on the CPU: fieldclip against transformers.js as its users get
 // it, on the same random full-size ViT-B/32, at equal settings. 8 engines: fieldclip f32
@@ -44,7 +51,8 @@
 //   - the page's WebAssembly built (pkg/, pkg-threads/; scripts/bench-web.sh builds the release).
 // Pages are served cross-origin isolated (COOP/COEP), so both engines may use threads.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, stat, symlink, writeFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -68,7 +76,7 @@ function vitb32Paths() {
 
 /**
  * The ONNX files of transformers.js's model folder, as `onnx/<name><suffix>.onnx` ←
- * the oracle's file. transformers.js 4.3.2 picks `<model_file_name><suffix>.onnx` in `onnx/`,
+ * the export's file. transformers.js 4.3.2 picks `<model_file_name><suffix>.onnx` in `onnx/`,
  * the suffix from its dtype (src/utils/dtypes.js, DEFAULT_DTYPE_SUFFIX_MAPPING: fp32 '',
  * q8 '_quantized'). The text tower is the export with a dynamic sequence axis, so prompts can
  * be padded to the batch's longest as the zero-shot pipeline does (the static one takes 77).
@@ -78,14 +86,69 @@ const PEER_FILES = {
   q8: { 'vision_model_quantized.onnx': 'clip_vision_quantized.onnx', 'text_model_quantized.onnx': 'clip_text_dyn_quantized.onnx' },
 };
 
+/** The oracle's Python (torch, transformers, onnx, onnxruntime), which makes the ONNX exports. */
+const ORACLE_PYTHON = join(homedir(), '.cache/oracle-venv/bin/python');
+/** Where export_peer_onnx.py's exports of models other than the oracle's ViT-B/32 are looked for. */
+const ONNX_CACHE = join(homedir(), '.cache/fieldclip-bench/onnx');
+/** The model folders the pages load, remade by each run (served as /bench-models/). */
+const MODELS = join(homedir(), '.cache/fieldclip-bench/models');
+
+async function sha256(path) {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk);
+  return hash.digest('hex');
+}
+
 /**
- * transformers.js (npm, installed on first use), and model folders over the same weights:
- * fieldclip's (safetensors, and the model packs in `packs`) and transformers.js's (the
- * oracle's ONNX export, in its layout, for the dtypes in `peerDtypes`: 'fp32', 'q8').
- * A pack that is missing is not made here (that is a cargo build): the command is printed and
- * the run stops.
+ * A model both engines run: `weights` (safetensors) and `config` (HF CLIP config.json) for
+ * fieldclip; `onnx`, the folder of its ONNX export (PEER_FILES' right-hand names) for
+ * transformers.js, and `makeOnnx(dtypes)`, how to make that export; `key`, its folders'
+ * names under MODELS: `<key>/` (fieldclip's) and `transformers-js-<key>/` (transformers.js's).
  */
-async function preparePeer(packs, peerDtypes = ['fp32']) {
+function vitb32Model() {
+  const { weights, onnx } = vitb32Paths();
+  return {
+    key: 'vitb32', name: 'random ViT-B/32 (full size)', weights, onnx, config: join(root, 'tests/data/vitb32/config.json'),
+    makeOnnx: () => 'make them with ../shared/oracle/make_oracle.py onnx, then ../shared/oracle/make_peer_onnx.py',
+  };
+}
+
+/**
+ * Any other HF CLIP folder (config.json + model.safetensors, e.g. tests/data/tiny): its ONNX
+ * export is looked for in ONNX_CACHE/<folder name>-<sha256 of the weights, 12 digits>/, made by
+ * benches/web/export_peer_onnx.py (the hash of the weights' bytes, so an export never stands in
+ * for other weights at the same path).
+ */
+async function folderModel(weights) {
+  const folder = dirname(weights);
+  const key = `${basename(folder)}-${(await sha256(weights)).slice(0, 12)}`;
+  const onnx = join(ONNX_CACHE, key);
+  const name = weights.startsWith(`${root}/`) ? weights.slice(root.length + 1) : weights;
+  const unusable = basename(weights) !== 'model.safetensors' || !existsSync(join(folder, 'config.json'))
+    ? `the ONNX export needs a Hugging Face CLIP folder (config.json + model.safetensors); ${weights} is not in one` : null;
+  return {
+    key, name, weights, onnx, config: join(folder, 'config.json'), unusable,
+    makeOnnx: (dtypes) => `make them (seconds for the tiny model, minutes for a ViT-B/32) with\n\n  ${ORACLE_PYTHON} ${join(root, 'benches/web/export_peer_onnx.py')} ${folder} ${onnx}${dtypes.includes('q8') ? ' --quantize' : ''}\n`,
+  };
+}
+
+/**
+ * Why transformers.js cannot run `model` at `dtypes` (its ONNX files missing, or an export whose
+ * check against PyTorch failed), with how to make them; null when it can.
+ */
+function peerMissing(model, dtypes) {
+  if (model.unusable) return model.unusable;
+  const missing = dtypes.flatMap((d) => Object.values(PEER_FILES[d])).map((f) => join(model.onnx, f)).filter((f) => !existsSync(f));
+  if (missing.length) return `${missing.join(', ')} missing: ${model.makeOnnx(dtypes)}`;
+  const report = join(model.onnx, 'export_report.json');
+  if (existsSync(report) && JSON.parse(readFileSync(report, 'utf8')).ok === false) {
+    return `the export in ${model.onnx} disagreed with PyTorch (${report}): ${model.makeOnnx(dtypes)}`;
+  }
+  return null;
+}
+
+/** transformers.js (npm, installed into benches/web/peer/ on first use); its node_modules folder. */
+async function installPeer() {
   const peer = join(root, 'benches/web/peer');
   if (!existsSync(join(peer, 'node_modules/@huggingface/transformers/package.json'))) {
     await mkdir(peer, { recursive: true });
@@ -93,29 +156,37 @@ async function preparePeer(packs, peerDtypes = ['fp32']) {
     // --ignore-scripts/--omit=optional: only the browser bundle and ONNX Runtime Web's files
     // are needed, no native Node add-ons.
     execFileSync('npm', ['install', '--prefix', peer, '--no-save', '--no-audit', '--no-fund', '--ignore-scripts',
-      '--omit=optional', `@huggingface/transformers@${PEER_VERSION}`], { stdio: 'inherit' });
+      '--omit=optional', `@huggingface/transformers@${PEER_VERSION}`], { stdio: 'inherit', timeout: 600e3 });
   }
   const installed = JSON.parse(await readFile(join(peer, 'node_modules/@huggingface/transformers/package.json'), 'utf8')).version;
   if (installed !== PEER_VERSION) throw new Error(`benches/web/peer holds @huggingface/transformers ${installed}, not ${PEER_VERSION}: delete benches/web/peer and run again`);
-  const { weights, onnx } = vitb32Paths();
-  if (!existsSync(weights)) throw new Error(`${weights} is missing: make it with ../shared/oracle/make_oracle.py models (or set FIELDCLIP_VITB32_WEIGHTS)`);
-  const missing = peerDtypes.flatMap((d) => Object.values(PEER_FILES[d])).filter((f) => !existsSync(join(onnx, f)));
-  if (missing.length) {
-    throw new Error(`${missing.map((f) => join(onnx, f)).join(', ')} missing: make them with ../shared/oracle/make_oracle.py onnx, then ../shared/oracle/make_peer_onnx.py`);
-  }
-  const models = join(homedir(), '.cache/fieldclip-bench/models');
-  await rm(models, { recursive: true, force: true });
-  const fc = join(models, 'vitb32');
-  const tj = join(models, 'transformers-js-vitb32');
+  return join(peer, 'node_modules');
+}
+
+/**
+ * Model folders over the same weights, under MODELS (served as /bench-models/): fieldclip's,
+ * `<key>/` (the safetensors, its config, and the model packs in `packs`), and, where
+ * `peerDtypes` ('fp32', 'q8') is not empty, transformers.js's, `transformers-js-<key>/` (the
+ * model's ONNX export in its layout, with its config, tokenizer and image preprocessor), with
+ * transformers.js itself (/node_modules/). A pack that is missing is not made here (that is a
+ * cargo build): the command is printed and the run stops; missing ONNX files stop it too.
+ */
+async function prepareModels(model, { packs = [], peerDtypes = [] } = {}) {
+  if (!existsSync(model.weights)) throw new Error(`${model.weights} is missing${model.key === 'vitb32' ? ': make it with ../shared/oracle/make_oracle.py models (or set FIELDCLIP_VITB32_WEIGHTS)' : ''}`);
+  const missing = peerDtypes.length ? peerMissing(model, peerDtypes) : null;
+  if (missing) throw new Error(missing);
+  const mounts = { '/bench-models/': MODELS };
+  if (peerDtypes.length) mounts['/node_modules/'] = await installPeer();
+  await rm(MODELS, { recursive: true, force: true });
+  const fc = join(MODELS, model.key);
   await mkdir(fc, { recursive: true });
-  await mkdir(join(tj, 'onnx'), { recursive: true });
-  await symlink(weights, join(fc, 'model.safetensors'));
-  await copyFile(join(root, 'tests/data/vitb32/config.json'), join(fc, 'config.json'));
+  await symlink(model.weights, join(fc, 'model.safetensors'));
+  await copyFile(model.config, join(fc, 'config.json'));
   // (the config next to the weights goes into the pack)
   for (const dtype of packs) {
-    const pack = join(dirname(weights), `model.${dtype}.fcpk`);
+    const pack = join(dirname(model.weights), `model.${dtype}.fcpk`);
     if (!existsSync(pack)) {
-      const from = existsSync(join(dirname(weights), 'config.json')) ? weights : join(fc, 'model.safetensors');
+      const from = existsSync(join(dirname(model.weights), 'config.json')) ? model.weights : join(fc, 'model.safetensors');
       console.error(`The ${dtype} model pack ${pack} is missing. Make it (a cargo build) with\n\n`
         + `  cargo run --release --bin fieldclip -- pack --weights ${from} --dtype ${dtype} -o ${pack}\n\n`
         + 'in this repository, then run this command again.');
@@ -123,22 +194,27 @@ async function preparePeer(packs, peerDtypes = ['fp32']) {
     }
     await symlink(pack, join(fc, `model.${dtype}.fcpk`));
   }
-  await copyFile(join(root, 'tests/data/vitb32/config.json'), join(tj, 'config.json'));
+  if (!peerDtypes.length) return mounts;
+  const tj = join(MODELS, `transformers-js-${model.key}`);
+  await mkdir(join(tj, 'onnx'), { recursive: true });
+  const config = JSON.parse(await readFile(model.config, 'utf8'));
+  const size = config.vision_config?.image_size ?? 224;
+  await copyFile(model.config, join(tj, 'config.json'));
   await copyFile(join(root, 'assets/tokenizer.json'), join(tj, 'tokenizer.json'));
   await writeFile(join(tj, 'tokenizer_config.json'), JSON.stringify({
-    tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true,
+    tokenizer_class: 'CLIPTokenizer', model_max_length: config.text_config?.max_position_embeddings ?? 77, do_lower_case: true,
     bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', unk_token: '<|endoftext|>',
   }));
   await writeFile(join(tj, 'preprocessor_config.json'), JSON.stringify({
     image_processor_type: 'CLIPImageProcessor', feature_extractor_type: 'CLIPFeatureExtractor',
-    do_resize: true, size: { shortest_edge: 224 }, resample: 3, do_center_crop: true, crop_size: { height: 224, width: 224 },
+    do_resize: true, size: { shortest_edge: size }, resample: 3, do_center_crop: true, crop_size: { height: size, width: size },
     do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, do_convert_rgb: true,
     image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
   }));
   for (const dtype of peerDtypes) {
-    for (const [name, file] of Object.entries(PEER_FILES[dtype])) await symlink(join(onnx, file), join(tj, 'onnx', name));
+    for (const [name, file] of Object.entries(PEER_FILES[dtype])) await symlink(join(model.onnx, file), join(tj, 'onnx', name));
   }
-  return { '/node_modules/': join(peer, 'node_modules'), '/bench-models/': models };
+  return mounts;
 }
 
 /** The process group of each running chromedriver (it leads its own: tests/e2e/webdriver.mjs). */
@@ -222,11 +298,18 @@ async function modelName(config, fallback) {
   }
 }
 
+/** The engines of `gpu`, in their order (`--engines` picks some of them, for development). */
+const GPU_ENGINES = ['fieldclip', 'transformers.js'];
+
 /** `gpu`: WebGPU work per call of each engine, one fresh page each; the table, and the JSON. */
 async function gpuSuite() {
   const runs = option('--runs', '3');
   const warmup = option('--warmup', '1');
-  const vitb32 = process.env.FIELDCLIP_VITB32_WEIGHTS || join(homedir(), '.cache/fieldclip-oracle/vitb32-random/model.safetensors');
+  let engines = option('--engines', GPU_ENGINES.join(',')).split(',').map((e) => e.trim()).filter(Boolean);
+  const unknown = engines.filter((e) => !GPU_ENGINES.includes(e));
+  if (unknown.length || !engines.length) throw new Error(`--engines ${engines.join(',')}: gpu's engines are ${GPU_ENGINES.join(', ')}`);
+  engines = GPU_ENGINES.filter((e) => engines.includes(e));
+  const vitb32 = resolve(vitb32Paths().weights);
   let weights = option('--weights', null);
   let note = '';
   if (weights) {
@@ -240,31 +323,32 @@ async function gpuSuite() {
     note = `${vitb32} is missing (FIELDCLIP_VITB32_WEIGHTS), so the tiny test model stands in: the same ops per layer, far fewer layers and narrower; counts are not the full model's`;
     console.log(`note: ${note}`);
   }
-  const isVitb32 = weights === resolve(vitb32);
-  const config = isVitb32 ? join(root, 'tests/data/vitb32/config.json') : join(dirname(weights), 'config.json');
-  const model = await modelName(config, isVitb32 ? 'random ViT-B/32 (full size)' : weights.startsWith(root) ? weights.slice(root.length + 1) : weights);
-  // The peer needs the ONNX export of the same model, and transformers.js (npm, installed on first use).
-  const onnx = join(dirname(vitb32), 'onnx');
+  const m = weights === vitb32 ? vitb32Model() : await folderModel(weights);
+  const model = await modelName(m.config, m.name);
+  // The peer runs the ONNX export of the same model (vitb32: the oracle's; any other: made by
+  // export_peer_onnx.py into ONNX_CACHE), fp32 only: the dtype transformers.js 4.3.2 picks by
+  // default on 'webgpu' (src/utils/dtypes.js: DEFAULT_DEVICE_DTYPE_MAPPING names only wasm → q8,
+  // every other device gets DEFAULT_DEVICE_DTYPE, fp32; the configs here set no
+  // transformers.js_config.dtype), and the one www/bench.js asks for.
+  const peerDtype = 'fp32';
   let peerSkipped = null;
-  if (!isVitb32) peerSkipped = 'transformers.js needs the ONNX export of the same model; there is one only for the random ViT-B/32, which is not the model profiled';
-  else if (Object.values(PEER_FILES.fp32).some((f) => !existsSync(join(onnx, f)))) peerSkipped = `${onnx}/{${Object.values(PEER_FILES.fp32).join(',')}} are missing (make_oracle.py onnx, then make_peer_onnx.py)`;
-  let mounts = { '/gpu-model/': dirname(weights) };
-  let weightsUrl = `/gpu-model/${basename(weights)}`;
-  let configUrl = '/gpu-model/config.json';
-  if (!peerSkipped) {
-    mounts = await preparePeer([]);
-    weightsUrl = '/bench-models/vitb32/model.safetensors';
-    configUrl = '/bench-models/vitb32/config.json';
-  } else {
+  if (!engines.includes('transformers.js')) peerSkipped = 'not asked (--engines)';
+  else if ((peerSkipped = peerMissing(m, [peerDtype]))) {
     console.log(`transformers.js not run: ${peerSkipped}`);
+    engines = engines.filter((e) => e !== 'transformers.js');
+    if (!engines.length) throw new Error('nothing to run: transformers.js was the only engine asked for (--engines)');
   }
-  const engines = peerSkipped ? ['fieldclip'] : ['fieldclip', 'transformers.js'];
+  const mounts = await prepareModels(m, { peerDtypes: peerSkipped ? [] : [peerDtype] });
+  const weightsUrl = `/bench-models/${m.key}/model.safetensors`;
+  const configUrl = `/bench-models/${m.key}/config.json`;
+  const peerModel = `transformers-js-${m.key}`;
+  const size = JSON.parse(await readFile(m.config, 'utf8')).vision_config?.image_size ?? 224;
   const server = await serve(root, { mounts });
   const byEngine = {};
   try {
     for (const engine of engines) {
       console.log(`running ${engine}…`);
-      const query = `suite=gpu&engine=${encodeURIComponent(engine)}&runs=${runs}&warmup=${warmup}&weights=${encodeURIComponent(weightsUrl)}&config=${encodeURIComponent(configUrl)}`;
+      const query = new URLSearchParams({ suite: 'gpu', engine, runs, warmup, weights: weightsUrl, config: configUrl, peerModel, size }).toString();
       byEngine[engine] = await runPage(server, query);
     }
   } finally {
@@ -275,14 +359,17 @@ async function gpuSuite() {
   const mb = (b) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 1)} MB`;
   const kb = (b) => (b < 1e6 ? `${(b / 1e3).toFixed(1)} kB` : mb(b));
   const lines = [
-    `WebGPU work per call — model: ${model}${note ? ' (stand-in)' : ''}; adapter: ${adapters}; ms: median of ${runs} after ${warmup} warm-up (+ the first call)${peerSkipped ? '; transformers.js not run' : ''}`,
+    `WebGPU work per call — model: ${model}${note ? ' (stand-in)' : ''}; adapter: ${adapters}; ms: median of ${runs} after ${warmup} warm-up (+ the first call)`
+      + GPU_ENGINES.filter((e) => !engines.includes(e)).map((e) => `; ${e} not run (${e === 'transformers.js' && peerSkipped !== 'not asked (--engines)' ? 'its ONNX files are missing: "peer" in the JSON' : '--engines'})`).join(''),
     '',
     '| engine | case | dispatches | passes | submits | readbacks | pipelines, first call | pipelines, later calls | bytes written | bytes read | peak buffer bytes (live, incl. weights) | ms |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => `| ${r.engine} | ${r.case} | ${r.dispatches} | ${r.passes} | ${r.submits} | ${r.readbacks} | ${r.pipelines_first} | ${r.pipelines_later} | ${kb(r.bytes_written)} | ${kb(r.bytes_read)} | ${mb(r.peak_buffer_bytes)} | ${r.ms.toFixed(1)} |`),
   ];
   for (const e of engines) {
-    const l = byEngine[e].gpu.load;
+    const { load: l, ran } = byEngine[e].gpu;
+    // What transformers.js reports it ran (its sessions' device and dtype), and from which export.
+    if (ran) lines.push('', `${e} ran: device ${ran.device}, dtype vision ${ran.dtype?.vision} / text ${ran.dtype?.text}, ONNX Runtime Web ${ran.ort}, ${ran.library}; ONNX export in ${m.onnx}`);
     lines.push('', `${e} loading: ${l.pipelines} pipelines, ${l.buffers_created} buffers, ${kb(l.bytes_written)} written, ${mb(l.live_buffer_bytes)} of buffers live after it, ${l.ms.toFixed(0)} ms`);
     const varying = byEngine[e].gpu.rows.filter((r) => r.varying);
     if (varying.length) lines.push(`${e}: counts that changed between later calls (the last call's shown): ${varying.map((r) => `${r.case}: ${r.varying.join(', ')}`).join('; ')}`);
@@ -291,7 +378,9 @@ async function gpuSuite() {
   const any = Object.values(byEngine)[0];
   return {
     suite, model, ...(note ? { note } : {}), adapter: adapters, userAgent: any.userAgent, runs: Number(runs), warmup: Number(warmup),
-    peer: peerSkipped ? { skipped: peerSkipped } : `@huggingface/transformers@${PEER_VERSION}`,
+    engines,
+    peer: peerSkipped ? { skipped: peerSkipped }
+      : { package: `@huggingface/transformers@${PEER_VERSION}`, dtype: peerDtype, onnx: m.onnx, files: PEER_FILES[peerDtype], ran: byEngine['transformers.js'].gpu.ran },
     table: lines,
     rows: rows.map(({ first_call: _, runs: __, ...r }) => r),
     load: Object.fromEntries(engines.map((e) => [e, byEngine[e].gpu.load])),
@@ -426,7 +515,7 @@ async function peerSuite() {
   const peerMain = args.includes('--peer-main-thread');
   const packs = [...new Set(engines.filter((e) => e.kind === 'fieldclip' && e.dtype === 'q8').map(() => 'q8'))];
   const peerDtypes = [...new Set(engines.filter((e) => e.kind === 'peer').map((e) => (e.dtype === 'q8' ? 'q8' : 'fp32')))];
-  const mounts = await preparePeer(packs, peerDtypes);
+  const mounts = await prepareModels(vitb32Model(), { packs, peerDtypes });
   const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
   const model = await modelName(join(root, 'tests/data/vitb32/config.json'), 'random ViT-B/32 (full size)');
   const pages = Object.fromEntries(engines.map((e) => [e.spec, []]));
