@@ -3,10 +3,9 @@
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::attention::{attention, Causality};
 use super::config::TransformerConfig;
 use super::dense::{Dense, Placement};
 use super::host_matrix::HostMatrix;
@@ -89,11 +88,10 @@ impl ResidualAttentionBlock {
         }
     }
 
-    /// `x`: `[batch, tokens, width]`. `causal` masks attention to later tokens (text tower).
-    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+    /// `x`: `[batch, tokens, width]`. `causality` may mask attention to later tokens (text tower).
+    pub fn forward(&self, x: Tensor<3>, causality: &Causality) -> Tensor<3> {
         let heads = self.heads_qkv(x.clone());
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let context = attention(heads.q, heads.k, heads.v, None, None, options);
+        let context = attention(heads.q, heads.k, heads.v, causality);
         self.feed_forward(x + self.out_projection(context))
     }
 
@@ -102,13 +100,19 @@ impl ResidualAttentionBlock {
     pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
         let [batch, tokens, width] = x.dims();
         let head_dim = width / self.heads;
-        // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim]
-        let qkv = self
-            .qkv
-            .forward(self.ln_1.forward(x))
-            .reshape([batch, tokens, 3, self.heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, self.heads, tokens, head_dim]);
+        let qkv = self.qkv.forward(self.ln_1.forward(x));
+        if qkv.device() == Device::flex() {
+            // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim], each part copied
+            // contiguous for the CPU backend's attention kernel.
+            let qkv = qkv.reshape([batch, tokens, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
+            let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, self.heads, tokens, head_dim]);
+            return HeadsQkv { q: part(0), k: part(1), v: part(2) };
+        }
+        // [b, t, 3·heads, head_dim] → [b, 3·heads, t, head_dim], q, k and v as views of it:
+        // no reshape of a permuted tensor to fewer dimensions, where burn's kernel fusion stops
+        // (GPU, #18).
+        let qkv = qkv.reshape([batch, tokens, 3 * self.heads, head_dim]).swap_dims(1, 2);
+        let part = |i: usize| qkv.clone().narrow(1, i * self.heads, self.heads);
         HeadsQkv { q: part(0), k: part(1), v: part(2) }
     }
 
@@ -145,14 +149,17 @@ impl Transformer {
         Self { blocks: blocks.into_iter().map(|b| ResidualAttentionBlock::new(b, config, at)).collect() }
     }
 
+    /// `causal`: each token attends to itself and earlier tokens only (text tower).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         self.forward_first(x, self.blocks.len(), causal)
     }
 
     /// The first `n` blocks only.
     pub fn forward_first(&self, mut x: Tensor<3>, n: usize, causal: bool) -> Tensor<3> {
+        // The mask is made once for every block.
+        let causality = if causal { Causality::causal(x.dims()[1], &x.device()) } else { Causality::Full };
         for block in &self.blocks[..n.min(self.blocks.len())] {
-            x = block.forward(x, causal);
+            x = block.forward(x, &causality);
         }
         x
     }

@@ -108,6 +108,17 @@ impl Dense {
 
     /// `x`: `[..., in]` → `[..., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let (DenseWeight::Float(w), 1) = (&self.weight, self.column_blocks) {
+            // The weight broadcast over x's leading dimensions, so no reshape to fewer
+            // dimensions is recorded: burn's kernel fusion (GPU) stops at one, which kept the
+            // bias and the activation out of the matmul's kernel.
+            let y = x.matmul(w.clone().unsqueeze::<D>());
+            let y = match &self.bias {
+                Some(bias) => y + bias.clone().unsqueeze::<D>(),
+                None => y,
+            };
+            return self.activate(y);
+        }
         let dims = x.dims();
         let rows = x.shape().num_elements() / self.inputs;
         // All leading dimensions as rows of one matmul.
@@ -144,14 +155,18 @@ impl Dense {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
             None => y,
         };
-        let y = match self.activation {
-            Some(Activation::QuickGelu) => y.clone() * sigmoid(y * 1.702),
-            Some(Activation::Gelu) => gelu(y),
-            None => y,
-        };
+        let y = self.activate(y);
         let mut out = dims;
         out[D - 1] = self.outputs;
         y.reshape(out)
+    }
+
+    fn activate<const D: usize>(&self, y: Tensor<D>) -> Tensor<D> {
+        match self.activation {
+            Some(Activation::QuickGelu) => y.clone() * sigmoid(y * 1.702),
+            Some(Activation::Gelu) => gelu(y),
+            None => y,
+        }
     }
 }
 

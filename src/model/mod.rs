@@ -1,5 +1,6 @@
 //! CLIP in burn: backend-agnostic (the `Device` picks the backend), no I/O.
 
+pub mod attention;
 pub mod block;
 pub mod config;
 pub mod dense;

@@ -9,10 +9,9 @@
 //! values are computed once, and its ordinary attention and MLP run for the class token alone,
 //! so a map costs one extra `out_proj` (and MLP, with the residual) over the patch tokens.
 
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 
+use super::attention::{attention, Causality};
 use super::block::HeadsQkv;
 use super::vision::{VisionOutput, VisionTransformer};
 use super::ModelInputError;
@@ -106,20 +105,20 @@ impl VisionTransformer {
         let last = blocks.last().ok_or(ModelInputError::NoBlocks)?;
         let h = self.transformer.forward_first(x, blocks.len() - 1, false);
         let HeadsQkv { q, k, v } = last.heads_qkv(h.clone());
-        let ordinary = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let ordinary = &Causality::Full;
 
         // The class token through the ordinary last block: the image embedding.
-        let cls_context = attention(q.clone().narrow(2, 0, 1), k.clone(), v.clone(), None, None, ordinary);
+        let cls_context = attention(q.clone().narrow(2, 0, 1), k.clone(), v.clone(), ordinary);
         let cls = last.feed_forward(h.clone().narrow(1, 0, 1) + last.out_projection(cls_context));
         let image = self.pool(cls.reshape([batch, width]));
 
-        // Every token through the variant (burn's `attention` scales by head_dim^−0.5).
+        // Every token through the variant (`attention` scales by head_dim^−0.5).
         let context = match variant.attention {
-            MapAttention::Vanilla => attention(q, k, v, None, None, ordinary),
+            MapAttention::Vanilla => attention(q, k, v, ordinary),
             MapAttention::MaskClip => v,
-            MapAttention::ClearClip => attention(q.clone(), q, v, None, None, ordinary),
+            MapAttention::ClearClip => attention(q.clone(), q, v, ordinary),
             MapAttention::SClip => {
-                attention(q.clone(), q, v.clone(), None, None, ordinary) + attention(k.clone(), k, v, None, None, ordinary)
+                attention(q.clone(), q, v.clone(), ordinary) + attention(k.clone(), k, v, ordinary)
             }
         };
         let mut out = last.out_projection(context);
