@@ -1,7 +1,7 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
 // Usage: node benches/web/run.mjs [search|taxa|cpu|peer|gpu|kernels] [--runs N] [--warmup N] [--rounds N]
 //        [--engines spec,spec… (gpu: fieldclip,transformers.js)] [--classify] [--peer-main-thread]
-//        [--weights model.safetensors|folder (gpu)] [--out file.json]
+//        [--weights model.safetensors|folder (gpu)] [--order (gpu)] [--out file.json]
 //
 // `kernels` times the packed matmul alone on ViT-B/32's dense shapes, f32 and int8, against the
 // SIMD peak of the same build (a loop of independent multiply-adds or int8 dot products), one
@@ -382,9 +382,10 @@ async function gpuSuite() {
     peer: peerSkipped ? { skipped: peerSkipped }
       : { package: `@huggingface/transformers@${PEER_VERSION}`, dtype: peerDtype, onnx: m.onnx, files: PEER_FILES[peerDtype], ran: byEngine['transformers.js'].gpu.ran },
     table: lines,
-    rows: rows.map(({ first_call: _, runs: __, ...r }) => r),
+    // `order` (every dispatch of the call in turn) only with --order: long, for reading a call.
+    rows: rows.map(({ first_call: _, runs: __, order, ...r }) => (args.includes('--order') ? { ...r, order } : r)),
     load: Object.fromEntries(engines.map((e) => [e, byEngine[e].gpu.load])),
-    first_calls: rows.map((r) => ({ engine: r.engine, case: r.case, ...r.first_call })),
+    first_calls: rows.map((r) => ({ engine: r.engine, case: r.case, ...r.first_call, order: undefined, kernels: undefined })),
   };
 }
 
