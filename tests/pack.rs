@@ -247,3 +247,29 @@ fn damaged_packs_say_what_is_wrong() {
     // Something that is not a model is not packed.
     assert!(pack(b"not a model", None, PackDtype::F16).is_err());
 }
+
+/// f32 weights with the dense layers packed on the host (as WebAssembly's CPU backend runs the
+/// model; natively the packed scalar kernel), where the blocks run on host values from one to
+/// the next (`ResidualAttentionBlock::forward_host`: layer norms, dense layers and residual
+/// sums on the host, only the attention as a tensor op): the same embeddings as burn's layers,
+/// both tiny models, images and texts (causal attention).
+#[test]
+fn blocks_on_the_host_give_the_embeddings_of_burns_layers() {
+    let device = Device::flex();
+    for (weights, config, expected) in [
+        ("tiny/model.safetensors", "tiny/config.json", "tiny/expected.json"),
+        ("openclip_tiny/model.safetensors", "openclip_tiny/open_clip_config.json", "openclip_tiny/expected.json"),
+    ] {
+        let (weights, config, expected) = (read(weights), read(config), json(expected));
+        let plain = ClipModel::from_bytes(&weights, Some(&config), &device).unwrap();
+        let at = fieldclip::model::Placement { device: device.clone(), column_blocks: 1, packed_matmul: true, largest_tensor: None };
+        let host = ClipModel::from_loaded_at(weights::load(&weights, Some(&config)).unwrap(), &at, &mut |_, _| {}).unwrap();
+        assert!(host.model.blocks_run_on_host() && !plain.model.blocks_run_on_host());
+        let (images, text) = embeddings(&plain, &expected);
+        let (h_images, h_text) = embeddings(&host, &expected);
+        let largest = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let (di, dt) = (largest(&images, &h_images), largest(&text, &h_text));
+        eprintln!("blocks on the host against burn's layers: largest difference images {di:.2e}, texts {dt:.2e}");
+        assert!(di < 1e-5 && dt < 1e-5, "images {di}, texts {dt}");
+    }
+}

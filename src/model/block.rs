@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::attention::{attention, Causality};
 use super::config::TransformerConfig;
-use super::dense::{Dense, Placement};
+use super::dense::{host_values, Dense, Placement};
 use super::host_matrix::HostMatrix;
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
@@ -60,8 +60,36 @@ fn dense(weight: HostMatrix, bias: Vec<f32>, at: &Placement) -> Dense {
     Dense::new(weight, bias.len(), Some(bias), at)
 }
 
+/// A LayerNorm's parameters on the host, for blocks that run on the host (`host_path`).
+#[derive(Debug)]
+struct HostNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    epsilon: f32,
+}
+
+impl HostNorm {
+    /// Each row of `x` (`[rows, gamma.len()]`) normalised: `γ·(x − mean)/√(var + ε) + β`.
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let width = self.gamma.len();
+        let mut out = vec![0.0; x.len()];
+        for (row, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+            let mean = row.iter().sum::<f32>() / width as f32;
+            let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let rstd = 1.0 / (variance + self.epsilon).sqrt();
+            for (((o, &v), &g), &b) in out.iter_mut().zip(row).zip(&self.gamma).zip(&self.beta) {
+                *o = (v - mean) * rstd * g + b;
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug)]
 pub struct ResidualAttentionBlock {
+    /// Where every dense layer is packed on the host (burn's CPU backend in WebAssembly), the
+    /// block runs there but for the attention itself (`forward_host`); these are its norms.
+    host_path: Option<[HostNorm; 2]>,
     ln_1: LayerNorm,
     /// q, k and v in one matmul: `[width, 3·width]`.
     qkv: Dense,
@@ -76,16 +104,57 @@ impl ResidualAttentionBlock {
     pub fn new(w: BlockWeights, config: &TransformerConfig, at: &Placement) -> Self {
         let device = &at.device;
         let eps = config.layer_norm_eps;
-        let norm = |(g, b): (Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g, device), tensor1(b, device), eps);
+        let norm = |(g, b): &(Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g.clone(), device), tensor1(b.clone(), device), eps);
+        let host_norm = |(gamma, beta): (Vec<f32>, Vec<f32>)| HostNorm { gamma, beta, epsilon: eps as f32 };
+        let (ln_1, ln_2) = (norm(&w.ln_1), norm(&w.ln_2));
+        let (qkv, out_proj) = (dense(w.qkv_weight, w.qkv_bias, at), dense(w.out_weight, w.out_bias, at));
+        let fc1 = dense(w.fc1_weight, w.fc1_bias, at).with_activation(config.activation);
+        let fc2 = dense(w.fc2_weight, w.fc2_bias, at);
+        let on_host = [&qkv, &out_proj, &fc1, &fc2].iter().all(|d| d.runs_on_host());
         Self {
-            ln_1: norm(w.ln_1),
-            qkv: dense(w.qkv_weight, w.qkv_bias, at),
-            out_proj: dense(w.out_weight, w.out_bias, at),
-            ln_2: norm(w.ln_2),
-            fc1: dense(w.fc1_weight, w.fc1_bias, at).with_activation(config.activation),
-            fc2: dense(w.fc2_weight, w.fc2_bias, at),
+            host_path: on_host.then(|| [host_norm(w.ln_1), host_norm(w.ln_2)]),
+            ln_1,
+            qkv,
+            out_proj,
+            ln_2,
+            fc1,
+            fc2,
             heads: config.heads,
         }
+    }
+
+    /// The whole block on host values `x` (`[batch·tokens, width]`), for a block whose dense
+    /// layers are packed on the host: the layer norms, the dense layers (bias and activation in
+    /// their kernel) and both residual sums stay on the host, with no tensor made between them;
+    /// only the attention runs as a tensor op (burn's CPU backend's one-pass kernel, per batch
+    /// and head). Any other block runs through tensors.
+    pub fn forward_host(&self, x: &[f32], batch: usize, tokens: usize, causality: &Causality, device: &Device) -> Vec<f32> {
+        self.try_forward_host(x, batch, tokens, causality, device).unwrap_or_else(|| {
+            // Not a host block: the same through tensors.
+            let width = x.len() / (batch * tokens).max(1);
+            let x = Tensor::from_data(TensorData::new(x.to_vec(), [batch, tokens, width]), device);
+            host_values(self.forward(x, causality).reshape([batch * tokens, width]))
+        })
+    }
+
+    fn try_forward_host(&self, x: &[f32], batch: usize, tokens: usize, causality: &Causality, device: &Device) -> Option<Vec<f32>> {
+        let [ln_1, ln_2] = self.host_path.as_ref()?;
+        let rows = batch * tokens;
+        let width = ln_1.gamma.len();
+        let qkv = self.qkv.forward_host(&ln_1.apply(x), rows)?;
+        let heads = self.split_heads(Tensor::from_data(TensorData::new(qkv, [batch, tokens, 3 * width]), device));
+        let context = attention(heads.q, heads.k, heads.v, causality);
+        let context = host_values(context.swap_dims(1, 2).reshape([rows, width]));
+        let mut y = self.out_proj.forward_host(&context, rows)?;
+        y.iter_mut().zip(x).for_each(|(y, x)| *y += x);
+        let mut out = self.fc2.forward_host(&self.fc1.forward_host(&ln_2.apply(&y), rows)?, rows)?;
+        out.iter_mut().zip(&y).for_each(|(o, y)| *o += y);
+        Some(out)
+    }
+
+    /// Whether `forward_host` runs this block.
+    pub fn runs_on_host(&self) -> bool {
+        self.host_path.is_some()
     }
 
     /// `x`: `[batch, tokens, width]`. `causality` may mask attention to later tokens (text tower).
@@ -98,9 +167,13 @@ impl ResidualAttentionBlock {
     /// `ln_1(x)` projected to queries, keys and values, split into heads (computed once and
     /// shared when the patch maps reuse the last block's attention, see `patches`).
     pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
-        let [batch, tokens, width] = x.dims();
-        let head_dim = width / self.heads;
-        let qkv = self.qkv.forward(self.ln_1.forward(x));
+        self.split_heads(self.qkv.forward(self.ln_1.forward(x)))
+    }
+
+    /// `[batch, tokens, 3·width]` (q, k, v) → each `[batch, heads, tokens, head_dim]`.
+    fn split_heads(&self, qkv: Tensor<3>) -> HeadsQkv {
+        let [batch, tokens, width3] = qkv.dims();
+        let head_dim = width3 / 3 / self.heads;
         if qkv.device() == Device::flex() {
             // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim], each part copied
             // contiguous for the CPU backend's attention kernel.
@@ -156,9 +229,20 @@ impl Transformer {
 
     /// The first `n` blocks only.
     pub fn forward_first(&self, mut x: Tensor<3>, n: usize, causal: bool) -> Tensor<3> {
+        let blocks = &self.blocks[..n.min(self.blocks.len())];
+        let [batch, tokens, width] = x.dims();
+        let device = x.device();
         // The mask is made once for every block.
-        let causality = if causal { Causality::causal(x.dims()[1], &x.device()) } else { Causality::Full };
-        for block in &self.blocks[..n.min(self.blocks.len())] {
+        let causality = if causal { Causality::causal(tokens, &device) } else { Causality::Full };
+        if !blocks.is_empty() && blocks.iter().all(ResidualAttentionBlock::runs_on_host) {
+            // Dense layers packed on the host: the blocks pass host values from one to the next.
+            let mut h = host_values(x.reshape([batch * tokens, width]));
+            for block in blocks {
+                h = block.forward_host(&h, batch, tokens, &causality, &device);
+            }
+            return Tensor::from_data(TensorData::new(h, [batch, tokens, width]), &device);
+        }
+        for block in blocks {
             x = block.forward(x, &causality);
         }
         x

@@ -173,6 +173,21 @@ impl Dense {
         y.reshape(out)
     }
 
+    /// For a layer whose weight is packed on the host (`Placement::packed_matmul`): `x`
+    /// `[rows, in]` → `[rows, out]`, bias and activation applied, without leaving the host.
+    /// `None` for any other layer.
+    pub fn forward_host(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
+        match &self.weight {
+            DenseWeight::Packed { weight, bias } => Some(weight.matmul(x, rows, bias.as_deref(), self.activation)),
+            _ => None,
+        }
+    }
+
+    /// Whether `forward_host` runs this layer.
+    pub fn runs_on_host(&self) -> bool {
+        matches!(self.weight, DenseWeight::Packed { .. })
+    }
+
     fn activate<const D: usize>(&self, y: Tensor<D>) -> Tensor<D> {
         match self.activation {
             Some(Activation::QuickGelu) => y.clone() * sigmoid(y * 1.702),
@@ -183,7 +198,7 @@ impl Dense {
 }
 
 /// A CPU-backend tensor's values (the read is synchronous there).
-fn host_values(x: Tensor<2>) -> Vec<f32> {
+pub fn host_values(x: Tensor<2>) -> Vec<f32> {
     let data = x.into_data();
     if data.dtype() == DType::F32 {
         if let Ok(values) = data.as_slice::<f32>() {

@@ -64,6 +64,12 @@ impl ClipWeights {
 }
 
 impl Clip {
+    /// Whether every block of both towers runs on host values (dense layers packed on the
+    /// host: `ResidualAttentionBlock::forward_host`).
+    pub fn blocks_run_on_host(&self) -> bool {
+        [&self.vision.transformer, &self.text.transformer].iter().all(|t| t.blocks().iter().all(|b| b.runs_on_host()))
+    }
+
     pub fn new(weights: ClipWeights, config: ClipConfig, device: &Device) -> Self {
         Self::placed(weights, config, &Placement::new(device))
     }

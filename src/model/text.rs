@@ -39,7 +39,7 @@ impl TextWeights {
 pub struct TextTransformer {
     token_embedding: EmbeddingTable,
     position_embedding: Tensor<2>,
-    transformer: Transformer,
+    pub(super) transformer: Transformer,
     ln_final: LayerNorm,
     projection: Dense,
     config: TextConfig,
