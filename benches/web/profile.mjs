@@ -21,7 +21,11 @@ if (!existsSync(join(root, 'pkg/fieldclip_bg.wasm'))) throw new Error('pkg/ is m
 if (!existsSync(weights)) throw new Error(`${weights} is missing (make it with ../shared/oracle/make_oracle.py models)`);
 
 const wasm = await import(join(root, 'pkg/fieldclip.js'));
-wasm.initSync({ module: readFileSync(join(root, 'pkg/fieldclip_bg.wasm')) });
+const module = new WebAssembly.Module(readFileSync(join(root, 'pkg/fieldclip_bg.wasm')));
+if (!WebAssembly.Module.customSections(module, 'name').length) {
+  throw new Error('pkg/ has no function names (a release build drops them): build it with FIELDCLIP_KEEP_NAMES=1 scripts/build-web.sh --release');
+}
+wasm.initSync({ module });
 // As the page does: the file pushed in pieces.
 const stream = new wasm.WeightsStream(false);
 const fd = openSync(weights, 'r');
