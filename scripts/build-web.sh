@@ -35,7 +35,7 @@ else
   sed -i "s|import('../../..')|import('../../../fieldclip.js')|" pkg-threads/snippets/wasm-bindgen-rayon-*/src/workerHelpers.js
 fi
 # A release build drops the modules' function names (a trace's frame names; panic messages keep
-# their text): ~20 % smaller downloads. The dev build keeps them for debugging, and so does
+# their text): 16–23 % smaller downloads. The dev build keeps them for debugging, and so does
 # FIELDCLIP_KEEP_NAMES=1 (benches/web/profile.mjs reads them).
 if [[ " $* " == *" --release "* && "${FIELDCLIP_KEEP_NAMES:-}" != 1 ]]; then
   node scripts/strip-wasm-names.mjs pkg/fieldclip_bg.wasm $([ -d pkg-threads ] && echo pkg-threads/fieldclip_bg.wasm)
