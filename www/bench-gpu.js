@@ -100,10 +100,12 @@ export const gpuAdapter = () => state.adapter;
  * call (its pipelines are `pipelines_first`), `warmup` calls, then `runs` timed calls; the
  * counts are those of the last call, `pipelines_later` the most any later call created, `ms`
  * the median of the timed calls. Each call's counts are checked to be the same later on.
+ * `cases` (an option): the names to run, all when absent.
  */
-export async function profileCases(cases, { warmup = 1, runs = 3 } = {}, median) {
+export async function profileCases(cases, { warmup = 1, runs = 3, cases: only = null } = {}, median) {
   const rows = [];
   for (const { name, call } of cases) {
+    if (only && !only.includes(name)) continue;
     resetGpuCounts();
     await call();
     const first = readGpuCounts();

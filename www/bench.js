@@ -261,6 +261,7 @@ async function gpuSuite() {
     peerModels: '/bench-models/',
     peerModel: params.get('peerModel') || 'transformers-js-vitb32',
     size: Number(params.get('size')) || 224,
+    cases: params.get('cases') ? params.get('cases').split(',') : null,
   };
   $('bench-status').textContent = `Running gpu, ${engine}…`;
   if (engine === 'fieldclip') {

@@ -1,7 +1,7 @@
 // Runs bench.html in headless Chromium (the same browser as the tests) and prints its table.
 // Usage: node benches/web/run.mjs [search|taxa|cpu|peer|gpu|kernels] [--runs N] [--warmup N] [--rounds N]
 //        [--engines spec,spec… (gpu: fieldclip,transformers.js)] [--classify] [--peer-main-thread]
-//        [--weights model.safetensors|folder (gpu)] [--order (gpu)] [--out file.json]
+//        [--weights model.safetensors|folder (gpu)] [--cases 'image b1,…' (gpu)] [--order (gpu)] [--out file.json]
 //
 // `kernels` times the packed matmul alone on ViT-B/32's dense shapes, f32 and int8, against the
 // SIMD peak of the same build (a loop of independent multiply-adds or int8 dot products), one
@@ -300,6 +300,8 @@ async function modelName(config, fallback) {
 
 /** The engines of `gpu`, in their order (`--engines` picks some of them, for development). */
 const GPU_ENGINES = ['fieldclip', 'transformers.js'];
+/** Its cases (`--cases` picks some of them). */
+const GPU_CASES = ['image b1', 'image b8', '30 prompts'];
 
 /** `gpu`: WebGPU work per call of each engine, one fresh page each; the table, and the JSON. */
 async function gpuSuite() {
@@ -309,6 +311,9 @@ async function gpuSuite() {
   const unknown = engines.filter((e) => !GPU_ENGINES.includes(e));
   if (unknown.length || !engines.length) throw new Error(`--engines ${engines.join(',')}: gpu's engines are ${GPU_ENGINES.join(', ')}`);
   engines = GPU_ENGINES.filter((e) => engines.includes(e));
+  // --cases: some of the cases only (the full model on a software adapter: one image is minutes).
+  const cases = option('--cases', GPU_CASES.join(',')).split(',').map((c) => c.trim()).filter(Boolean);
+  if (!cases.length || cases.some((c) => !GPU_CASES.includes(c))) throw new Error(`--cases ${cases.join(',')}: gpu's cases are ${GPU_CASES.join(', ')}`);
   const vitb32 = resolve(vitb32Paths().weights);
   let weights = option('--weights', null);
   let note = '';
@@ -348,7 +353,7 @@ async function gpuSuite() {
   try {
     for (const engine of engines) {
       console.log(`running ${engine}…`);
-      const query = new URLSearchParams({ suite: 'gpu', engine, runs, warmup, weights: weightsUrl, config: configUrl, peerModel, size }).toString();
+      const query = new URLSearchParams({ suite: 'gpu', engine, runs, warmup, weights: weightsUrl, config: configUrl, peerModel, size, cases: cases.join(',') }).toString();
       byEngine[engine] = await runPage(server, query);
     }
   } finally {
