@@ -14,7 +14,20 @@ const INDEX = new URL('./index.html', SCOPE).href;
 
 self.addEventListener('install', (event) => {
   // `reload` skips the HTTP cache, so a new version never precaches an old file.
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll([...SHELL].map((url) => new Request(url, { cache: 'reload' })))));
+  event.waitUntil((async () => {
+    try {
+      const cache = await caches.open(CACHE);
+      await cache.addAll([...SHELL].map((url) => new Request(url, { cache: 'reload' })));
+    } catch (e) {
+      // The install fails and this worker is dropped; the page can only see that, so tell it why
+      // (QuotaExceededError: the device's storage is full).
+      await caches.delete(CACHE);
+      for (const client of await self.clients.matchAll({ includeUncontrolled: true })) {
+        client.postMessage({ installFailed: e.name || 'Error', detail: e.message || String(e) });
+      }
+      throw e;
+    }
+  })());
 });
 
 self.addEventListener('activate', (event) => {

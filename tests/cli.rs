@@ -41,7 +41,8 @@ fn embed_prints_normalised_embeddings_in_the_documented_shape() {
 
 #[test]
 fn classify_reports_a_bad_file_and_goes_on() {
-    let broken = std::env::temp_dir().join("fieldclip-cli-broken.jpg");
+    let scratch = temp_dir("broken");
+    let broken = scratch.join("fieldclip-cli-broken.jpg");
     std::fs::write(&broken, b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
     let expected = json("tiny/expected.json");
     let labels: Vec<&str> = expected["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
@@ -146,12 +147,33 @@ fn tokenize_and_inspect() {
     assert!(stderr.contains("not a safetensors file"), "{stderr}");
 }
 
-/// A fresh, empty folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh, empty folder for one test, removed when the test ends (passed or failed).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("fieldclip-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Copies one of tests/data/images to `to`, making its folder.
@@ -371,8 +393,7 @@ fn adapt_learns_two_classes_from_examples_and_classify_uses_the_adapter() {
 
 #[test]
 fn pack_writes_a_quarter_size_file_that_embeds_like_the_original() {
-    let dir = std::env::temp_dir().join(format!("fieldclip-pack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("pack");
     let packed = dir.join("model.fcpk");
     let (code, stdout, stderr) = fieldclip(&["pack", "--weights", &path("tiny"), "--dtype", "q8", "-o", &packed.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
@@ -396,7 +417,6 @@ fn pack_writes_a_quarter_size_file_that_embeds_like_the_original() {
     let (code, _, stderr) = fieldclip(&["embed", "--weights", &dir.display().to_string(), "--text", "a cat"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("truncated"), "{stderr}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// #16: `classify --taxa` answers at the deepest rank reaching the threshold, as the taxonomy
@@ -534,7 +554,8 @@ fn explain_prints_maps_in_the_documented_shape_and_writes_overlays() {
     let oracle = json("heatmap/tiny.json");
     let prompts: Vec<&str> = oracle["prompts"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
     let image_index = oracle["images"].as_array().unwrap().iter().position(|i| i["file"] == "images/chelsea.png").unwrap();
-    let broken = temp_dir("explain-broken").join("broken.png");
+    let scratch = temp_dir("explain-broken");
+    let broken = scratch.join("broken.png");
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\n cut off").unwrap();
     let (weights, chelsea, broken) = (path("tiny"), path("images/chelsea.png"), string(&broken));
     let mut args = vec!["explain", "--weights", &weights, "--image", &chelsea, "--image", &broken, "--json"];

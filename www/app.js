@@ -133,6 +133,7 @@ registerServiceWorker({
     $('update-reload').onclick = apply;
   },
   onVersion: (version) => { $('app-version').textContent = `version ${version}`; },
+  onFailed: (problem) => { $('offline-status').textContent = problem; },
 }).then((problem) => { if (problem) $('offline-status').textContent = problem; });
 // Every control is wired: tests (and anyone scripting the page) wait for this.
 document.documentElement.dataset.ready = 'true';

@@ -5,14 +5,20 @@
 /**
  * `onOfflineReady()`: the app shell is on the device. `onUpdate(apply)`: a new version is
  * installed and waiting; `apply()` switches to it and reloads. `onVersion(v)`: the version
- * serving this page. Returns a sentence when service workers cannot be used here.
+ * serving this page. `onFailed(sentence)`: a version could not be stored (the browser dropped
+ * its worker; most often the device's storage is full). Returns a sentence when service
+ * workers cannot be used here.
  */
-export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersion }) {
+export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersion, onFailed }) {
   if (!('serviceWorker' in navigator)) {
     return 'This browser cannot keep the app for offline use (no service workers; the page must be served over https or from localhost).';
   }
   const sw = navigator.serviceWorker;
-  sw.addEventListener('message', (event) => { if (event.data && event.data.version) onVersion(event.data.version); });
+  let installError = null;
+  sw.addEventListener('message', (event) => {
+    if (event.data && event.data.version) onVersion(event.data.version);
+    if (event.data && event.data.installFailed) installError = event.data;
+  });
   let switching = false;
   // The first install takes over the page too (clients.claim); only a switch the user asked for reloads.
   sw.addEventListener('controllerchange', () => {
@@ -33,8 +39,16 @@ export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersio
     worker.postMessage('skip-waiting');
   });
   const track = (worker) => {
+    let installed = false;
     const settled = () => {
+      // An install whose files could not all be stored ends `redundant` without ever being
+      // `installed`; a worker replaced later also ends `redundant`, but after installing.
+      if (worker.state === 'redundant' && !installed) {
+        storageProblem(installError).then(onFailed);
+        return;
+      }
       if (worker.state !== 'installed') return;
+      installed = true;
       if (sw.controller) announce(worker); else onOfflineReady();
     };
     worker.addEventListener('statechange', settled);
@@ -46,4 +60,19 @@ export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersio
   if (registration.active && !registration.installing && !registration.waiting) onOfflineReady();
   if (navigator.onLine) registration.update().catch(() => { /* offline or server gone: keep this version */ });
   return null;
+}
+
+/** Why a new version could not be stored, as far as the page can tell: the worker's own error, if it sent one. */
+async function storageProblem(installError) {
+  const base = 'The app could not be saved for offline use: the browser did not store its files';
+  let left = '';
+  try {
+    const { usage, quota } = await navigator.storage.estimate();
+    left = `${Math.round((quota - usage) / 1e6)} MB left for this site; `;
+  } catch { /* no estimate in this browser */ }
+  if (installError && installError.installFailed === 'QuotaExceededError') {
+    return `${base} (${left}the device's storage is full). It still works while online.`;
+  }
+  const why = installError ? ` (${installError.installFailed}: ${installError.detail})` : '';
+  return `${base}${why}. It still works while online; reload to try again.`;
 }

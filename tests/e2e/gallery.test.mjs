@@ -3,11 +3,10 @@
 // and import it — against references computed here from the tiny oracle's embeddings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { captureDownload, useLabels } from './app.mjs';
-import { browser, serve } from './webdriver.mjs';
+import { browser, serve, tempDir } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const data = (p) => join(root, 'tests/data', p);
@@ -34,7 +33,7 @@ test('collection: index a folder, search it, teach two photos, classify with the
   const argmax = (v) => v.indexOf(Math.max(...v));
 
   // The folder: every oracle photo, one twice (in a subfolder), and a broken file.
-  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-collection-'));
+  const folder = tempDir('collection');
   for (const f of files) await cp(data(`images/${f}`), join(folder, f));
   await mkdir(join(folder, 'more'));
   await cp(data('images/chelsea.png'), join(folder, 'more/chelsea-copy.png'));

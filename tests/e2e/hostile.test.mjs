@@ -5,12 +5,11 @@
 // refused at its header leaves the model in use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { captureDownload, useLabels } from './app.mjs';
-import { browser, serve } from './webdriver.mjs';
+import { browser, serve, tempDir } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const data = (p) => join(root, 'tests/data', p);
@@ -61,7 +60,7 @@ test('labels that are not text are refused; the adapter check with the probe com
     adaptedRight += argmax(tip(embed[k.file], keys.filter((_, j) => j !== i))) === k.label;
   }
 
-  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-hostile-'));
+  const folder = tempDir('hostile');
   const server = await serve(root);
   const page = await browser({ width: 1280, height: 1000 });
   try {
@@ -184,7 +183,7 @@ function png(size, seed) {
 
 test('a model loaded while photos are added: no embedding lands in the other model\'s collection', { timeout: 600000 }, async (t) => {
   const COUNT = 150;
-  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-switch-'));
+  const folder = tempDir('switch');
   const paths = [];
   for (let i = 0; i < COUNT; i++) {
     paths.push(join(folder, `photo-${String(i).padStart(3, '0')}.png`));
@@ -233,7 +232,7 @@ test('a model loaded while photos are added: no embedding lands in the other mod
 test('a weights file refused at its header leaves the model in use, labels and all', { timeout: 600000 }, async () => {
   const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
   const labels = expected.prompts.slice(0, 4).map((p) => p.text);
-  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-kept-'));
+  const folder = tempDir('kept');
   // Not a model, and a model cut off after its header.
   const notModel = join(folder, 'notes.safetensors');
   await writeFile(notModel, 'these are my field notes, not weights');

@@ -4,11 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, cp, mkdir, mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, cp, mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { useLabels } from './app.mjs';
-import { browser, serve } from './webdriver.mjs';
+import { browser, serve, tempDir } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const data = (p) => join(root, 'tests/data', p);
@@ -16,7 +15,7 @@ const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee_alpha.png'];
 
 /** The deployable site (what a static host would serve) plus the tiny model at models/. */
 async function makeSite() {
-  const site = await mkdtemp(join(tmpdir(), 'fieldclip-site-'));
+  const site = tempDir('site');
   // pkg-threads/ is part of the shell when it was built (pkg/shell.js lists its files).
   const built = existsSync(join(root, 'pkg-threads')) ? ['pkg-threads'] : [];
   for (const f of ['index.html', 'manifest.webmanifest', 'sw.js', 'icons', 'www', 'pkg', ...built]) await cp(join(root, f), join(site, f), { recursive: true });
@@ -29,8 +28,13 @@ async function makeSite() {
 const text = (id) => `return document.getElementById('${id}').textContent;`;
 
 async function waitForServiceWorker(page) {
-  return page.waitFor(`return navigator.serviceWorker.controller && /^version /.test(document.getElementById('app-version').textContent)
+  // A failed install says so on the page (www/install.js): fail with its sentence at once.
+  const version = await page.waitFor(`const problem = document.getElementById('offline-status').textContent;
+    if (/could not be saved/.test(problem)) return { problem };
+    return navigator.serviceWorker.controller && /^version /.test(document.getElementById('app-version').textContent)
     && document.getElementById('app-version').textContent;`, 'the service worker to control the page');
+  if (version.problem) throw new Error(`the service worker did not install: ${version.problem}`);
+  return version;
 }
 
 async function loadModelFromUrl(page) {
@@ -67,7 +71,7 @@ test('after one online visit, the page, model, lists and results come back offli
   const labels = expected.prompts.map((p) => p.text);
   const site = await makeSite();
   // Deployed under a sub-path, as on most static hosts.
-  const server = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-host-')), { mounts: { '/field/fieldclip/': site } });
+  const server = await serve(tempDir('host'), { mounts: { '/field/fieldclip/': site } });
   const app = `${server.url}field/fieldclip/`;
   const page = await browser();
   let tripwire;
@@ -87,7 +91,7 @@ test('after one online visit, the page, model, lists and results come back offli
     // Cut the network: the server is gone (a listener on its port records any request that
     // still arrives) and the browser is offline.
     await server.close();
-    tripwire = await serve(await mkdtemp(join(tmpdir(), 'fieldclip-empty-')), { port: server.port });
+    tripwire = await serve(tempDir('empty'), { port: server.port });
     await page.cdp('Network.enable');
     await page.cdp('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await page.open(app);
@@ -154,6 +158,29 @@ test('a full device: the model is not saved, says so, and still classifies', { t
     await useLabels(page, labels);
     assertMatchesOracle(await classify(page, PHOTOS), expected, labels);
     assert.match(await page.run(`return document.querySelector('#device-models summary').textContent;`), /\(0\)$/);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
+
+test('a device too full for the app shell says so and still works online', { timeout: 300000 }, async () => {
+  const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
+  const labels = expected.prompts.map((p) => p.text);
+  const server = await serve(await makeSite());
+  const page = await browser();
+  try {
+    // 1 MB for the whole origin, set before the page registers its service worker: the
+    // WebAssembly alone is tens of MB, so the install cannot store the shell.
+    await page.goto(`${server.url}manifest.webmanifest`);
+    await page.cdp('Storage.overrideQuotaForOrigin', { origin: server.url.replace(/\/$/, ''), quotaSize: 1e6 });
+    await page.open(server.url);
+    const problem = await page.waitFor(`const t = document.getElementById('offline-status').textContent; return /could not|Ready/.test(t) && t;`, 'the install to fail');
+    assert.match(problem, /^The app could not be saved for offline use: the browser did not store its files \((\d+ MB left for this site; )?the device's storage is full\)\. It still works while online\.$/, problem);
+    assert.equal(await page.run('return navigator.serviceWorker.controller;'), null);
+    await loadModelFromUrl(page);
+    await useLabels(page, labels);
+    assertMatchesOracle(await classify(page, PHOTOS), expected, labels);
   } finally {
     await page.close();
     await server.close();

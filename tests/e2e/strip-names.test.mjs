@@ -4,14 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readFile, rm } from 'node:fs/promises';
+import { tempDir } from './webdriver.mjs';
 import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '../..');
 
 test('stripping the name section keeps the module valid and otherwise unchanged', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'fieldclip-strip-'));
+  const dir = tempDir('strip');
   try {
     const original = await readFile(join(root, 'pkg/fieldclip_bg.wasm'));
     const file = join(dir, 'module.wasm');

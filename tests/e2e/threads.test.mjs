@@ -60,7 +60,8 @@ test('without isolation headers the page starts single-threaded, and the service
   try {
     await page.open(`${server.url}index.html`);
     assert.equal(await page.run('return self.crossOriginIsolated;'), false);
-    await page.waitFor(`return /offline/i.test(document.getElementById('offline-status').textContent);`, 'the service worker');
+    const offline = await page.waitFor(`return /offline/i.test(document.getElementById('offline-status').textContent) && document.getElementById('offline-status').textContent;`, 'the service worker');
+    assert.match(offline, /^Ready to work offline/, offline);
     await page.run(`const b = document.getElementById('backend'); b.value = 'cpu'; b.dispatchEvent(new Event('change'));`);
     await page.upload('#weights-file', [data('tiny/model.safetensors'), data('tiny/config.json')]);
     const first = await page.waitFor(

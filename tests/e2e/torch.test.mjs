@@ -7,11 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { useLabels } from './app.mjs';
-import { browser, serve } from './webdriver.mjs';
+import { browser, serve, tempDir } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const data = (p) => join(root, 'tests/data', p);
@@ -69,7 +68,7 @@ function assertSameProbabilities(got, want, what) {
 test('a PyTorch checkpoint classifies as its safetensors file; a broken one is refused', { timeout: 600000 }, async () => {
   const expected = JSON.parse(await readFile(data('openclip_tiny/expected.json'), 'utf8'));
   const labels = expected.prompts.map((p) => p.text);
-  const folder = await mkdtemp(join(tmpdir(), 'fieldclip-torch-'));
+  const folder = tempDir('torch');
   const bin = join(folder, 'open_clip_pytorch_model.bin');
   execFileSync('python3', [join(root, 'scripts/make-torch-checkpoint.py'), data('openclip_tiny/model.safetensors'), bin]);
   const bytes = await readFile(bin);

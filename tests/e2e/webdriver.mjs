@@ -2,8 +2,9 @@
 // end-to-end tests need no npm package and never download a browser.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 
 const TYPES = {
@@ -45,6 +46,24 @@ export async function serve(root, { port = 0, mounts = {}, headers = {} } = {}) 
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Folders made by `tempDir`, removed when the test process exits however it ends. */
+const tempDirs = new Set();
+const removeDir = (dir) => {
+  tempDirs.delete(dir);
+  try { rmSync(dir, { recursive: true, force: true }); } catch { /* still in use: best effort */ }
+};
+
+/**
+ * A fresh folder under the system's temporary folder, removed at exit. Tests copy the site and
+ * a browser keeps its profile (hundreds of MB of stored models and app shell) in such folders;
+ * left behind, a day of test runs fills the disk and the browser stops storing anything.
+ */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), `fieldclip-${prefix}-`));
+  tempDirs.add(dir);
+  return dir;
+}
+
 /** No WebDriver request may take longer (a page's script has SCRIPT_TIMEOUT_MS of it). */
 const REQUEST_TIMEOUT_MS = 90_000;
 const SCRIPT_TIMEOUT_MS = 60_000;
@@ -56,11 +75,19 @@ function killGroup(driver) {
   // chromedriver leads its own process group (detached), Chromium and its helpers in it.
   try { process.kill(-driver.pid, 'SIGKILL'); } catch { /* already gone */ }
 }
-process.on('exit', () => { for (const d of [...running]) killGroup(d); });
+process.on('exit', () => {
+  for (const d of [...running]) killGroup(d);
+  for (const dir of [...tempDirs]) removeDir(dir);
+});
+// node's test runner ends a file's process with a signal when it times out: clean up then too.
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
 
 /** Starts chromedriver and a headless Chromium session with WebGPU enabled. */
 export async function browser({ width = 768, height = 1024 } = {}) {
   const port = 9500 + Math.floor(Math.random() * 400);
+  // Our own profile folder: chromedriver's own (/tmp/org.chromium.Chromium.scoped_dir.*) is
+  // left behind whenever the driver is killed rather than asked to quit.
+  const profile = tempDir('profile');
   const driver = spawn('chromedriver', [`--port=${port}`], { stdio: 'ignore', detached: true });
   running.add(driver);
   const base = `http://127.0.0.1:${port}`;
@@ -70,6 +97,7 @@ export async function browser({ width = 768, height = 1024 } = {}) {
   }
   if (!up) {
     killGroup(driver);
+    removeDir(profile);
     throw new Error('chromedriver did not start within 10 s');
   }
   const request = async (method, path, body, timeoutMs = REQUEST_TIMEOUT_MS) => {
@@ -97,13 +125,14 @@ export async function browser({ width = 768, height = 1024 } = {}) {
           binary: '/usr/bin/chromium',
           args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
             '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
-            `--window-size=${width},${height}`],
+            `--window-size=${width},${height}`, `--user-data-dir=${profile}`],
         },
       },
     },
     });
   } catch (e) {
     killGroup(driver);
+    removeDir(profile);
     throw e;
   }
   const s = `/session/${session.sessionId}`;
@@ -151,6 +180,9 @@ export async function browser({ width = 768, height = 1024 } = {}) {
     close: async () => {
       await request('DELETE', s, undefined, 10_000).catch(() => {});
       killGroup(driver);
+      // Chromium's processes die with the group; give the kernel a moment to close their files.
+      await sleep(100);
+      removeDir(profile);
     },
   };
 }
