@@ -10,7 +10,12 @@ echo "== native tests"
 cargo test
 
 echo "== browser tests (headless Chromium: WebGPU and CPU)"
-WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
+# Chromium's profile goes to TMPDIR; wasm-bindgen's runner leaves it behind (100-150 MB a run),
+# so give the run its own folder and empty it afterwards.
+browser_tmp="$CARGO_TARGET_DIR/tmp/wasm-pack-test-browser"
+rm -rf "$browser_tmp" && mkdir -p "$browser_tmp"
+TMPDIR="$browser_tmp" WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
+rm -rf "$browser_tmp"
 
 echo "== page end to end"
 bash scripts/build-web.sh

@@ -14,10 +14,13 @@ export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersio
     return 'This browser cannot keep the app for offline use (no service workers; the page must be served over https or from localhost).';
   }
   const sw = navigator.serviceWorker;
-  let installError = null;
+  // The worker's own report of a failed install (sw.js); it may arrive after the worker is
+  // already `redundant`, so the page waits for it a little.
+  let reportInstallError;
+  const installError = new Promise((resolve) => { reportInstallError = resolve; });
   sw.addEventListener('message', (event) => {
     if (event.data && event.data.version) onVersion(event.data.version);
-    if (event.data && event.data.installFailed) installError = event.data;
+    if (event.data && event.data.installFailed) reportInstallError(event.data);
   });
   let switching = false;
   // The first install takes over the page too (clients.claim); only a switch the user asked for reloads.
@@ -44,7 +47,8 @@ export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersio
       // An install whose files could not all be stored ends `redundant` without ever being
       // `installed`; a worker replaced later also ends `redundant`, but after installing.
       if (worker.state === 'redundant' && !installed) {
-        storageProblem(installError).then(onFailed);
+        Promise.race([installError, new Promise((r) => setTimeout(() => r(null), 3000))])
+          .then(storageProblem).then(onFailed);
         return;
       }
       if (worker.state !== 'installed') return;
