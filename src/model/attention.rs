@@ -65,6 +65,19 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causality: &Causality
     composed_attention(q, k, v, bias)
 }
 
+/// Attention with an additive `bias` (`-inf` hides a key) broadcast over the scores
+/// `[batch, heads, queries, keys]`; `bias` is `[batch, 1, queries, keys]`.
+pub fn attention_with_bias(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
+    if uses_attention_op(&q.device()) {
+        // burn's CPU kernel wants the bias at the scores' full shape.
+        let [batch, heads, queries, keys] = [q.dims()[0], q.dims()[1], q.dims()[2], k.dims()[2]];
+        let bias = bias.map(|b| b.expand([batch, heads, queries, keys]));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        return burn_attention(q, k, v, None, bias, options);
+    }
+    composed_attention(q, k, v, bias)
+}
+
 /// Attention as ordinary tensor ops (see the module's comment), with an additive `bias`
 /// broadcast over the scores `[batch, heads, queries, keys]`.
 fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {

@@ -3,9 +3,9 @@
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::attention::{attention, Causality};
+use super::attention::{attention, attention_with_bias, Causality};
 use super::config::TransformerConfig;
 use super::dense::{host_values, Dense, Placement};
 use super::host_matrix::HostMatrix;
@@ -164,6 +164,33 @@ impl ResidualAttentionBlock {
         self.feed_forward(x + self.out_projection(context))
     }
 
+    /// The block's output at one token per batch element only: `pooled[b]` is the token of
+    /// element `b` (the class token, or the end-of-text token); `[batch, width]`. Keys and
+    /// values are computed for every token, the query, `out_proj` and the MLP (three quarters
+    /// of a block's work) for the pooled token alone. With `causal` the pooled token sees
+    /// itself and earlier tokens only, as in `forward`.
+    pub fn forward_pooled(&self, x: Tensor<3>, pooled: &[usize], causal: bool) -> Tensor<2> {
+        let [batch, tokens, width] = x.dims();
+        let device = x.device();
+        let HeadsQkv { q, k, v } = self.heads_qkv(x.clone());
+        let [_, heads, _, head_dim] = q.dims();
+        let rows: Vec<i64> = pooled.iter().enumerate().map(|(b, &t)| (b * tokens + t) as i64).collect();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
+        let select = |t: Tensor<3>| t.reshape([batch * tokens, width]).select(0, rows.clone());
+        let q = select(q.swap_dims(1, 2).reshape([batch, tokens, width])).reshape([batch, 1, heads, head_dim]).swap_dims(1, 2);
+        // Keys after the pooled token are hidden from it, as the causal mask hides them.
+        let bias = causal.then(|| {
+            let bias: Vec<f32> = pooled
+                .iter()
+                .flat_map(|&t| (0..tokens).map(move |j| if j > t { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(bias, [batch, 1, 1, tokens]), &device)
+        });
+        let context = attention_with_bias(q, k, v, bias);
+        let y = select(x).reshape([batch, 1, width]) + self.out_projection(context);
+        self.feed_forward(y).reshape([batch, width])
+    }
+
     /// `ln_1(x)` projected to queries, keys and values, split into heads (computed once and
     /// shared when the patch maps reuse the last block's attention, see `patches`).
     pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
@@ -246,6 +273,21 @@ impl Transformer {
             x = block.forward(x, &causality);
         }
         x
+    }
+
+    /// Every block, keeping after the last one only the token `pooled[b]` of each batch
+    /// element (`ResidualAttentionBlock::forward_pooled`): `[batch, width]`. What both towers
+    /// pool; the other tokens' last-block MLP is never needed.
+    pub fn forward_pooled(&self, x: Tensor<3>, pooled: &[usize], causal: bool) -> Tensor<2> {
+        let [batch, tokens, width] = x.dims();
+        match self.blocks.last() {
+            Some(last) => last.forward_pooled(self.forward_first(x, self.blocks.len() - 1, causal), pooled, causal),
+            None => {
+                let rows: Vec<i64> = pooled.iter().enumerate().map(|(b, &t)| (b * tokens + t) as i64).collect();
+                let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &x.device());
+                x.reshape([batch * tokens, width]).select(0, rows)
+            }
+        }
     }
 
     pub fn blocks(&self) -> &[ResidualAttentionBlock] {

@@ -101,10 +101,8 @@ impl TextTransformer {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
         let positions = self.position_embedding.clone().narrow(0, 0, len).reshape([1, len, width]);
         let x = self.token_embedding.forward(ids) + positions;
-        let x = self.ln_final.forward(self.transformer.forward(x, true));
-        let rows: Vec<i64> = eot.iter().enumerate().map(|(b, &e)| (b * len + e) as i64).collect();
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
-        let pooled = x.reshape([batch * len, width]).select(0, rows);
+        // Only the end-of-text token goes through the last block's MLP (`forward_pooled`).
+        let pooled = self.ln_final.forward(self.transformer.forward_pooled(x, eot, true));
         let embeds = self.projection.forward(pooled.clone());
         Ok(TextOutput { pooled, embeds })
     }

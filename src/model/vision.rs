@@ -81,9 +81,10 @@ impl VisionTransformer {
     /// `pixels`: `[batch ≥ 1, 3, image_size, image_size]`, already normalised; any other
     /// shape is an error (not a panic inside burn).
     pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput, ModelInputError> {
-        let x = self.transformer.forward(self.tokens(pixels)?, false);
-        let [batch, _, width] = x.dims();
-        let cls = x.narrow(1, 0, 1).reshape([batch, width]);
+        let x = self.tokens(pixels)?;
+        let batch = x.dims()[0];
+        // Only the class token goes through the last block's MLP (`forward_pooled`).
+        let cls = self.transformer.forward_pooled(x, &vec![0; batch], false);
         Ok(self.pool(cls))
     }
 
