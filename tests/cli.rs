@@ -40,6 +40,47 @@ fn embed_prints_normalised_embeddings_in_the_documented_shape() {
 }
 
 #[test]
+fn bench_times_each_case_on_the_prompts_it_reports() {
+    let (code, stdout, stderr) = fieldclip(&[
+        "bench", "--weights", &path("tiny"), "--batch", "1,3", "--prompts", "4", "--runs", "2", "--warmup", "1", "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["backend"], "cpu");
+    assert_eq!(out["build"], if cfg!(debug_assertions) { "dev" } else { "release" });
+    let cases: Vec<&str> = out["rows"].as_array().unwrap().iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(cases, ["image batch 1", "image batch 3", "4 prompts"]);
+    for row in out["rows"].as_array().unwrap() {
+        let (min, median) = (row["min_ms"].as_f64().unwrap(), row["median_ms"].as_f64().unwrap());
+        assert!(min > 0.0 && min <= median && row["first_ms"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    // The prompts it timed, as the tokenizer gives them, so another engine can time the same.
+    let ids = out["prompt_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 4);
+    let (_, tokenized, _) = fieldclip(&["tokenize", "--text", "a photo of a sunflower, a type of plant."]);
+    let tokenized: Value = serde_json::from_str(&tokenized).unwrap();
+    assert_eq!(ids[0], tokenized["texts"][0]["ids"]);
+    let longest = ids
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().position(|id| id == 49407).unwrap() + 1)
+        .max()
+        .unwrap();
+    assert_eq!(out["longest_prompt_tokens"], longest);
+
+    // `--batch` without sizes: the prompts alone (the GPU profile counts each case apart).
+    let (code, stdout, stderr) =
+        fieldclip(&["bench", "--weights", &path("tiny"), "--batch", "--prompts", "2", "--runs", "1", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(out["rows"][0]["case"], "2 prompts");
+
+    let (code, _, stderr) = fieldclip(&["bench", "--weights", &path("tiny"), "--batch", "0"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--batch sizes must be at least 1"), "{stderr}");
+}
+
+#[test]
 fn classify_reports_a_bad_file_and_goes_on() {
     let scratch = temp_dir("broken");
     let broken = scratch.join("fieldclip-cli-broken.jpg");

@@ -187,3 +187,20 @@ fn vitb32_matches_transformers() {
     check_synthetic(&model, &expected);
     check_from_files(&model, &expected);
 }
+
+/// The same check natively on burn's wgpu backend (Vulkan / Metal / DX12), at the same
+/// tolerances: the GPU path on a real GPU (#18). This machine has none; it ran on a lent H200
+/// (BENCHMARKS.md, "A real GPU").
+#[cfg(feature = "webgpu")]
+#[test]
+#[ignore = "needs a GPU (Vulkan, Metal or DX12) and the full-size random ViT-B/32: \
+            FIELDCLIP_VITB32_WEIGHTS=path cargo test --test parity -- --ignored vitb32_matches_transformers_on_wgpu"]
+fn vitb32_matches_transformers_on_wgpu() {
+    let weights = vitb32_weights();
+    let model = ClipModel::from_bytes(&weights, Some(&read("vitb32/config.json")), &Device::wgpu(Default::default()))
+        .expect("load model on wgpu");
+    let expected = json("vitb32/expected.json");
+    check_against_expected(&model, &expected, &oracle_pixels(&expected));
+    check_synthetic(&model, &expected);
+    check_from_files(&model, &expected);
+}

@@ -5,6 +5,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod adapt;
 #[cfg(not(target_arch = "wasm32"))]
+mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 mod classify;
 #[cfg(not(target_arch = "wasm32"))]
 mod common;
@@ -31,7 +33,7 @@ mod cli {
 
     use clap::{Parser, Subcommand};
 
-    use crate::{adapt, classify, embed, explain, index, inspect, pack, search, tokenize};
+    use crate::{adapt, bench, classify, embed, explain, index, inspect, pack, search, tokenize};
 
     #[derive(Parser)]
     #[command(
@@ -81,9 +83,18 @@ mod cli {
         /// A compact model pack (.fcpk): one file with the config, in f16 or int8 (q8), that the
         /// page and this tool load like the safetensors file.
         Pack(pack::PackArgs),
+        /// How fast this machine embeds photos and prompts with a model, on the CPU or the GPU.
+        ///
+        /// Times image batches (synthetic pixels: speed does not depend on them) and a batch of
+        /// short prompts, each call ending with the embeddings read back; prints the first call
+        /// (on a GPU it compiles the kernels), the median and the minimum.
+        Bench(bench::BenchArgs),
     }
 
     pub fn main() -> ExitCode {
+        if std::env::var_os("RUST_LOG").is_some() {
+            env_logger::init();
+        }
         let result = match Cli::parse().command {
             Command::Classify(args) => classify::run(args),
             Command::Index(args) => index::run(args),
@@ -94,6 +105,7 @@ mod cli {
             Command::Tokenize(args) => tokenize::run(args),
             Command::Inspect(args) => inspect::run(args),
             Command::Pack(args) => pack::run(args),
+            Command::Bench(args) => bench::run(args),
         };
         match result {
             Ok(code) => code,
