@@ -20,17 +20,7 @@ use fieldclip::tokenizer::ClipTokenizer;
 use fieldclip::weights::WeightsInfo;
 use fieldclip::ClipModel;
 
-const PROMPTS: [&str; 30] = [
-    "a photo of a sunflower, a type of plant.", "a photo of a clownfish, a type of marine animal.",
-    "a photo of an astronaut.", "a photo of a cat.", "a photo of a cup of coffee.", "a photo of a rocket.",
-    "a black and white photo of a man with a camera.", "a microscope image of stained tissue.", "a logo.",
-    "a photo of Quercus robur, a type of tree.", "a photo of the moon.",
-    "a photo of a sea anemone, a type of marine animal.", "a photo of a dog.", "a photo of a bird.",
-    "a photo of a horse.", "a photo of a car.", "a photo of a house.", "a photo of a flower.", "a photo of a tree.",
-    "a photo of a fish.", "a photo of a mushroom.", "a photo of a butterfly.", "a photo of a frog.",
-    "a photo of a snake.", "a photo of a beetle.", "a photo of a fern.", "a photo of a moss.",
-    "a photo of a lichen.", "a photo of a jellyfish.", "a photo of a starfish.",
-];
+use fieldclip::clip::BENCH_PROMPTS as PROMPTS;
 const IMAGES: [&str; 8] =
     ["astronaut", "rocket", "coffee", "chelsea", "camera_gray", "logo_rgba", "coffee_alpha", "astronaut_wide"];
 

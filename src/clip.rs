@@ -16,6 +16,20 @@ fn keeps_int8_weights(device: &Device) -> bool {
     *device == Device::flex()
 }
 
+/// 30 short label prompts, as users write them: the text batch that `cargo bench` and
+/// `fieldclip bench` time (their longest end-of-text is at 16 tokens).
+pub const BENCH_PROMPTS: [&str; 30] = [
+    "a photo of a sunflower, a type of plant.", "a photo of a clownfish, a type of marine animal.",
+    "a photo of an astronaut.", "a photo of a cat.", "a photo of a cup of coffee.", "a photo of a rocket.",
+    "a black and white photo of a man with a camera.", "a microscope image of stained tissue.", "a logo.",
+    "a photo of Quercus robur, a type of tree.", "a photo of the moon.",
+    "a photo of a sea anemone, a type of marine animal.", "a photo of a dog.", "a photo of a bird.",
+    "a photo of a horse.", "a photo of a car.", "a photo of a house.", "a photo of a flower.", "a photo of a tree.",
+    "a photo of a fish.", "a photo of a mushroom.", "a photo of a butterfly.", "a photo of a frog.",
+    "a photo of a snake.", "a photo of a beetle.", "a photo of a fern.", "a photo of a moss.",
+    "a photo of a lichen.", "a photo of a jellyfish.", "a photo of a starfish.",
+];
+
 /// How the model's layers are placed on `device`. On burn's CPU backend in WebAssembly the
 /// dense layers run fieldclip's own packed matmul (`model::packed`). Natively, burn's matmul
 /// with small matmuls as 4 column blocks (see `Placement`); a GPU parallelises within each

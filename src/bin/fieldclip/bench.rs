@@ -8,23 +8,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use fieldclip::clip::read;
+use fieldclip::clip::{read, BENCH_PROMPTS};
 use serde_json::json;
 
 use crate::common::{err, load, Backend};
 
-/// The `cargo bench` prompts (benches/encode.rs): short labels, as users write them.
-const PROMPTS: [&str; 30] = [
-    "a photo of a sunflower, a type of plant.", "a photo of a clownfish, a type of marine animal.",
-    "a photo of an astronaut.", "a photo of a cat.", "a photo of a cup of coffee.", "a photo of a rocket.",
-    "a black and white photo of a man with a camera.", "a microscope image of stained tissue.", "a logo.",
-    "a photo of Quercus robur, a type of tree.", "a photo of the moon.",
-    "a photo of a sea anemone, a type of marine animal.", "a photo of a dog.", "a photo of a bird.",
-    "a photo of a horse.", "a photo of a car.", "a photo of a house.", "a photo of a flower.", "a photo of a tree.",
-    "a photo of a fish.", "a photo of a mushroom.", "a photo of a butterfly.", "a photo of a frog.",
-    "a photo of a snake.", "a photo of a beetle.", "a photo of a fern.", "a photo of a moss.",
-    "a photo of a lichen.", "a photo of a jellyfish.", "a photo of a starfish.",
-];
+
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -107,7 +96,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let mut longest = 0;
     let mut prompt_ids = Vec::new();
     if prompts > 0 {
-        let texts: Vec<&str> = PROMPTS.iter().copied().cycle().take(prompts).collect();
+        let texts: Vec<&str> = BENCH_PROMPTS.iter().copied().cycle().take(prompts).collect();
         let tokens = model.tokenize(&texts).map_err(err)?;
         longest = tokens.iter().map(|t| t.eot_index + 1).max().unwrap_or(0);
         prompt_ids = tokens.iter().map(|t| t.ids.clone()).collect();
