@@ -211,7 +211,7 @@ fn main() {
             Err(_) => println!("| {name} | {ms:.1} ms | – | – |"),
         }
     }
-    println!("| 30 prompts padded to 77 (PyTorch's input) | {padded:.1} ms | | cut/padded = {:.2}× (longest end-of-text at {longest} tokens) |", ours[2].1 / padded);
+    println!("| 30 prompts padded to 77 (fieldclip, for comparison) | {padded:.1} ms | | cut/padded = {:.2}× (longest end-of-text at {longest} tokens) |", ours[2].1 / padded);
     // #17 item 4: what a token costs in each tower (image: 1 + 49 patch tokens at width 768;
     // text: the batch cut to its longest end-of-text, at width 512).
     let image_tokens = 1 + (224 / 32) * (224 / 32);
