@@ -57,16 +57,65 @@ pub struct PackedWeight {
 
 #[derive(Debug)]
 enum Panels {
-    F32(Vec<f32>),
+    F32(CacheAligned<f32>),
     /// Int8 panels (a quarter of the memory) in the integer kernel's order (`int8_index`), the
     /// inputs padded with zeros to `depth` (a multiple of 4); `scales`: one per output;
     /// `offsets`: the relaxed kernel's correction per output (64 · Σ weights), else zeros.
-    Int8 { values: Vec<i8>, scales: Vec<f32>, offsets: Vec<i32>, depth: usize },
+    Int8 { values: CacheAligned<i8>, scales: Vec<f32>, offsets: Vec<i32>, depth: usize },
+}
+
+/// Values whose first one starts a 64-byte cache line. The kernels load each panel in 16-byte
+/// vectors at multiples of 16 bytes from its start (panels are multiples of 32 bytes long), so
+/// from here every load is aligned and none straddles two lines. A `Vec<f32>` or `Vec<i8>` is
+/// only as aligned as WebAssembly's allocator makes it (8 bytes), so half of them started
+/// 8 bytes into a vector.
+struct CacheAligned<T> {
+    lines: Vec<CacheLine>,
+    len: usize,
+    values: std::marker::PhantomData<T>,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+/// Numbers whose all-zero bytes are the value 0 (what `CacheAligned::zeros` relies on).
+trait ZeroBytes: Copy {}
+impl ZeroBytes for f32 {}
+impl ZeroBytes for i8 {}
+
+impl<T: ZeroBytes> CacheAligned<T> {
+    fn zeros(len: usize) -> Self {
+        let lines = vec![CacheLine([0; 64]); (len * std::mem::size_of::<T>()).div_ceil(64)];
+        Self { lines, len, values: std::marker::PhantomData }
+    }
+}
+
+impl<T: ZeroBytes> std::ops::Deref for CacheAligned<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // Safety: the lines hold at least `len` values' bytes, all initialised, and `T`'s
+        // alignment divides 64.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const T, self.len) }
+    }
+}
+
+impl<T: ZeroBytes> std::ops::DerefMut for CacheAligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // Safety: as above, and `&mut self` is the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut T, self.len) }
+    }
+}
+
+impl<T> std::fmt::Debug for CacheAligned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} values, 64-byte aligned", self.len)
+    }
 }
 
 /// `[outputs, inputs]` row-major → `[outputs / 8][inputs][8]`.
-fn pack<T: Copy + Default>(weight: &[T], outputs: usize, inputs: usize) -> Vec<T> {
-    let mut out = vec![T::default(); weight.len()];
+fn pack<T: ZeroBytes>(weight: &[T], outputs: usize, inputs: usize) -> CacheAligned<T> {
+    let mut out = CacheAligned::zeros(weight.len());
     for (o, row) in weight.chunks_exact(inputs).enumerate().take(outputs) {
         let (panel, lane) = (o / PANEL, o % PANEL);
         let base = panel * inputs * PANEL + lane;
@@ -93,8 +142,8 @@ fn int8_index(lane: usize, p: usize) -> usize {
 }
 
 /// `[outputs, inputs]` int8 → panels of `int8_index`'s order, inputs padded to `depth`.
-fn pack_int8(weight: &[i8], outputs: usize, inputs: usize, depth: usize) -> Vec<i8> {
-    let mut out = vec![0i8; outputs.div_ceil(PANEL) * depth * PANEL];
+fn pack_int8(weight: &[i8], outputs: usize, inputs: usize, depth: usize) -> CacheAligned<i8> {
+    let mut out = CacheAligned::zeros(outputs.div_ceil(PANEL) * depth * PANEL);
     for (o, row) in weight.chunks_exact(inputs).enumerate().take(outputs) {
         let base = (o / PANEL) * depth * PANEL;
         for (p, &w) in row.iter().enumerate() {
@@ -880,6 +929,24 @@ mod tests {
         assert!(y[2 * outputs..].iter().all(|v| v.is_finite()));
         x[inputs + 5] = f32::INFINITY;
         assert!(packed.matmul(&x, 3, Some(&bias), None)[outputs..2 * outputs].iter().all(|v| v.is_nan()));
+    }
+
+    /// Every panel starts on a 16-byte boundary (the whole buffer on a cache line), f32 and int8.
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    fn panels_are_aligned_for_vector_loads() {
+        for inputs in [13, 768] {
+            let (q, scales) = int8_weight(inputs, 16);
+            for weight in [HostMatrix::F32(values(inputs * 16, 0.5)), HostMatrix::Int8 { values: q.clone(), scales: scales.clone() }] {
+                let packed = PackedWeight::new(weight, 16);
+                let (start, panel_bytes) = match &packed.panels {
+                    Panels::F32(w) => (w.as_ptr() as usize, inputs * PANEL * 4),
+                    Panels::Int8 { values, depth, .. } => (values.as_ptr() as usize, depth * PANEL),
+                };
+                assert_eq!(start % 64, 0);
+                assert_eq!(panel_bytes % 16, 0);
+            }
+        }
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
