@@ -1,20 +1,16 @@
 //! The pre-LayerNorm transformer block shared by both CLIP towers:
 //! `h += attn(ln_1(h)); h += mlp(ln_2(h))`.
 
-use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::{attention, attention_with_bias, Causality};
 use super::config::TransformerConfig;
 use super::dense::{host_values, Dense, Placement};
 use super::host_matrix::HostMatrix;
+use super::norm::Norm;
 
-pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> LayerNorm {
-    let mut norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&gamma.device());
-    norm.gamma = Param::from_tensor(gamma);
-    norm.beta = Some(Param::from_tensor(beta));
-    norm
+pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> Norm {
+    Norm::new(gamma, beta, eps)
 }
 
 /// Host-side parameters of one block, in the checkpoint's PyTorch orientation
@@ -90,11 +86,11 @@ pub struct ResidualAttentionBlock {
     /// Where every dense layer is packed on the host (burn's CPU backend in WebAssembly), the
     /// block runs there but for the attention itself (`forward_host`); these are its norms.
     host_path: Option<[HostNorm; 2]>,
-    ln_1: LayerNorm,
+    ln_1: Norm,
     /// q, k and v in one matmul: `[width, 3·width]`.
     qkv: Dense,
     out_proj: Dense,
-    ln_2: LayerNorm,
+    ln_2: Norm,
     fc1: Dense,
     fc2: Dense,
     heads: usize,

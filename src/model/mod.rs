@@ -5,6 +5,7 @@ pub mod block;
 pub mod config;
 pub mod dense;
 pub mod host_matrix;
+pub mod norm;
 pub mod packed;
 pub mod patches;
 pub mod text;

@@ -1,9 +1,9 @@
 //! CLIP's text tower: token + position embeddings → causal transformer → final LN →
 //! the row of the first end-of-text token → projection.
 
-use burn::nn::LayerNorm;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::norm::Norm;
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::TextConfig;
 use super::ModelInputError;
@@ -40,7 +40,7 @@ pub struct TextTransformer {
     token_embedding: EmbeddingTable,
     position_embedding: Tensor<2>,
     pub(super) transformer: Transformer,
-    ln_final: LayerNorm,
+    ln_final: Norm,
     projection: Dense,
     config: TextConfig,
 }

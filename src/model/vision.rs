@@ -1,9 +1,9 @@
 //! CLIP's vision tower: patchify → class token + positions → pre-LN → transformer →
 //! post-LN on the class token → projection.
 
-use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 
+use super::norm::Norm;
 use super::block::{layer_norm_from, tensor1, tensor2, BlockWeights, Transformer};
 use super::config::VisionConfig;
 use super::ModelInputError;
@@ -44,9 +44,9 @@ pub struct VisionTransformer {
     pub(super) patch_embedding: Dense,
     pub(super) class_embedding: Tensor<3>,
     pub(super) position_embedding: Tensor<3>,
-    pub(super) ln_pre: LayerNorm,
+    pub(super) ln_pre: Norm,
     pub(super) transformer: Transformer,
-    pub(super) ln_post: LayerNorm,
+    pub(super) ln_post: Norm,
     pub(super) projection: Dense,
     pub(super) config: VisionConfig,
 }
