@@ -87,13 +87,77 @@ pub struct ResidualAttentionBlock {
     /// block runs there but for the attention itself (`forward_host`); these are its norms.
     host_path: Option<[HostNorm; 2]>,
     ln_1: Norm,
-    /// q, k and v in one matmul: `[width, 3·width]`.
-    qkv: Dense,
+    /// q, k and v in one matmul.
+    qkv: Qkv,
     out_proj: Dense,
     ln_2: Norm,
     fc1: Dense,
     fc2: Dense,
     heads: usize,
+}
+
+/// The q, k and v projection of a block.
+#[derive(Debug)]
+enum Qkv {
+    /// A dense layer `[width, 3·width]`; its output is split into heads by views.
+    Dense(Dense),
+    /// On the GPU, with f32 weights: one batched matmul over the heads, `weight`
+    /// `[3·heads, width, head_dim]` (each head's columns of the dense weight) and `bias`
+    /// `[1, 3·heads, 1, head_dim]`, whose output `[3·heads, batch·tokens, head_dim]` is
+    /// already in a layout the attention's matmuls read. Split by views instead, q, k and v
+    /// were permuted views that burn's matmul copied twice each before multiplying (#18).
+    PerHead { weight: Tensor<3>, bias: Tensor<4> },
+}
+
+impl Qkv {
+    /// `per_head` where the device is a GPU (`PerHead`'s reason is the GPU's matmul).
+    fn new(weight: HostMatrix, bias: Vec<f32>, heads: usize, at: &Placement, per_head: bool) -> Self {
+        match weight {
+            HostMatrix::F32(w) if per_head => {
+                let outputs = bias.len();
+                let (inputs, head_dim) = (w.len() / outputs, outputs / 3 / heads);
+                // out[j][p][d] = w[j·head_dim + d][p]
+                let mut per_head = vec![0f32; w.len()];
+                for (o, row) in w.chunks_exact(inputs).enumerate() {
+                    let (j, d) = (o / head_dim, o % head_dim);
+                    for (p, &value) in row.iter().enumerate() {
+                        per_head[(j * inputs + p) * head_dim + d] = value;
+                    }
+                }
+                let weight = Tensor::from_data(TensorData::new(per_head, [3 * heads, inputs, head_dim]), &at.device);
+                let bias = Tensor::from_data(TensorData::new(bias, [1, 3 * heads, 1, head_dim]), &at.device);
+                Qkv::PerHead { weight, bias }
+            }
+            weight => Qkv::Dense(dense(weight, bias, at)),
+        }
+    }
+
+    /// `x` (`[batch, tokens, width]`, normalised) → q, k and v, each `[batch, heads, tokens, head_dim]`.
+    fn heads(&self, x: Tensor<3>, heads: usize) -> HeadsQkv {
+        match self {
+            Qkv::Dense(dense) => split_heads(dense.forward(x), heads),
+            Qkv::PerHead { weight, bias } => {
+                // Every token as a row of one matmul per head, [1, 1, batch·tokens, width] @
+                // [1, 3·heads, width, head_dim] (with the batch as a matmul dimension, 30 prompts
+                // of 8 tokens were 30 × 3·heads matmuls of 8 rows: 4× slower on SwiftShader),
+                // then [3·heads, batch, tokens, head_dim] seen as [batch, 3·heads, …]: a batch
+                // order burn's matmul reads as it is.
+                let [batch, tokens, width] = x.dims();
+                let [_, three_heads, _, head_dim] = bias.dims();
+                let qkv = x.reshape([1, 1, batch * tokens, width]).matmul(weight.clone().unsqueeze::<4>()) + bias.clone();
+                let qkv = qkv.reshape([three_heads, batch, tokens, head_dim]).swap_dims(0, 1);
+                let part = |i: usize| qkv.clone().narrow(1, i * heads, heads);
+                HeadsQkv { q: part(0), k: part(1), v: part(2) }
+            }
+        }
+    }
+
+    fn dense(&self) -> Option<&Dense> {
+        match self {
+            Qkv::Dense(dense) => Some(dense),
+            Qkv::PerHead { .. } => None,
+        }
+    }
 }
 
 impl ResidualAttentionBlock {
@@ -103,10 +167,10 @@ impl ResidualAttentionBlock {
         let norm = |(g, b): &(Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g.clone(), device), tensor1(b.clone(), device), eps);
         let host_norm = |(gamma, beta): (Vec<f32>, Vec<f32>)| HostNorm { gamma, beta, epsilon: eps as f32 };
         let (ln_1, ln_2) = (norm(&w.ln_1), norm(&w.ln_2));
-        let (qkv, out_proj) = (dense(w.qkv_weight, w.qkv_bias, at), dense(w.out_weight, w.out_bias, at));
+        let (qkv, out_proj) = (Qkv::new(w.qkv_weight, w.qkv_bias, config.heads, at, *device != Device::flex()), dense(w.out_weight, w.out_bias, at));
         let fc1 = dense(w.fc1_weight, w.fc1_bias, at).with_activation(config.activation);
         let fc2 = dense(w.fc2_weight, w.fc2_bias, at);
-        let on_host = [&qkv, &out_proj, &fc1, &fc2].iter().all(|d| d.runs_on_host());
+        let on_host = qkv.dense().is_some_and(Dense::runs_on_host) && [&out_proj, &fc1, &fc2].iter().all(|d| d.runs_on_host());
         Self {
             host_path: on_host.then(|| [host_norm(w.ln_1), host_norm(w.ln_2)]),
             ln_1,
@@ -137,8 +201,8 @@ impl ResidualAttentionBlock {
         let [ln_1, ln_2] = self.host_path.as_ref()?;
         let rows = batch * tokens;
         let width = ln_1.gamma.len();
-        let qkv = self.qkv.forward_host(&ln_1.apply(x), rows)?;
-        let heads = self.split_heads(Tensor::from_data(TensorData::new(qkv, [batch, tokens, 3 * width]), device));
+        let qkv = self.qkv.dense()?.forward_host(&ln_1.apply(x), rows)?;
+        let heads = split_heads(Tensor::from_data(TensorData::new(qkv, [batch, tokens, 3 * width]), device), self.heads);
         let context = attention(heads.q, heads.k, heads.v, causality);
         let context = host_values(context.swap_dims(1, 2).reshape([rows, width]));
         let mut y = self.out_proj.forward_host(&context, rows)?;
@@ -190,26 +254,7 @@ impl ResidualAttentionBlock {
     /// `ln_1(x)` projected to queries, keys and values, split into heads (computed once and
     /// shared when the patch maps reuse the last block's attention, see `patches`).
     pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
-        self.split_heads(self.qkv.forward(self.ln_1.forward(x)))
-    }
-
-    /// `[batch, tokens, 3·width]` (q, k, v) → each `[batch, heads, tokens, head_dim]`.
-    fn split_heads(&self, qkv: Tensor<3>) -> HeadsQkv {
-        let [batch, tokens, width3] = qkv.dims();
-        let head_dim = width3 / 3 / self.heads;
-        if qkv.device() == Device::flex() {
-            // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim], each part copied
-            // contiguous for the CPU backend's attention kernel.
-            let qkv = qkv.reshape([batch, tokens, 3, self.heads, head_dim]).permute([2, 0, 3, 1, 4]);
-            let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, self.heads, tokens, head_dim]);
-            return HeadsQkv { q: part(0), k: part(1), v: part(2) };
-        }
-        // [b, t, 3·heads, head_dim] → [b, 3·heads, t, head_dim], q, k and v as views of it:
-        // no reshape of a permuted tensor to fewer dimensions, where burn's kernel fusion stops
-        // (GPU, #18).
-        let qkv = qkv.reshape([batch, tokens, 3 * self.heads, head_dim]).swap_dims(1, 2);
-        let part = |i: usize| qkv.clone().narrow(1, i * self.heads, self.heads);
-        HeadsQkv { q: part(0), k: part(1), v: part(2) }
+        self.qkv.heads(self.ln_1.forward(x), self.heads)
     }
 
     /// Per-head attention output `[batch, heads, tokens, head_dim]` → heads concatenated in
@@ -225,6 +270,25 @@ impl ResidualAttentionBlock {
         let h = self.fc1.forward(self.ln_2.forward(y.clone()));
         y + self.fc2.forward(h)
     }
+}
+
+/// `[batch, tokens, 3·width]` (q, k, v) → each `[batch, heads, tokens, head_dim]`.
+fn split_heads(qkv: Tensor<3>, heads: usize) -> HeadsQkv {
+    let [batch, tokens, width3] = qkv.dims();
+    let head_dim = width3 / 3 / heads;
+    if qkv.device() == Device::flex() {
+        // [b, t, 3, heads, head_dim] → [3, b, heads, t, head_dim], each part copied
+        // contiguous for the CPU backend's attention kernel.
+        let qkv = qkv.reshape([batch, tokens, 3, heads, head_dim]).permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([batch, heads, tokens, head_dim]);
+        return HeadsQkv { q: part(0), k: part(1), v: part(2) };
+    }
+    // [b, t, 3·heads, head_dim] → [b, 3·heads, t, head_dim], q, k and v as views of it:
+    // no reshape of a permuted tensor to fewer dimensions, where burn's kernel fusion stops
+    // (GPU, #18).
+    let qkv = qkv.reshape([batch, tokens, 3 * heads, head_dim]).swap_dims(1, 2);
+    let part = |i: usize| qkv.clone().narrow(1, i * heads, heads);
+    HeadsQkv { q: part(0), k: part(1), v: part(2) }
 }
 
 /// One block's queries, keys and values, each `[batch, heads, tokens, head_dim]`.
@@ -288,5 +352,33 @@ impl Transformer {
 
     pub fn blocks(&self) -> &[ResidualAttentionBlock] {
         &self.blocks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// The GPU's per-head projection gives the dense layer's q, k and v (checked on the CPU
+    /// backend, where both can be built), at every batch element, head and token.
+    #[test]
+    fn per_head_projection_equals_the_dense_split() {
+        let device = Device::flex();
+        let (width, heads, batch, tokens) = (12, 3, 2, 5);
+        let weight: Vec<f32> = (0..3 * width * width).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bias: Vec<f32> = (0..3 * width).map(|i| (i as f32 * 0.11).cos()).collect();
+        let at = Placement { device: device.clone(), column_blocks: 1, packed_matmul: false, largest_tensor: None };
+        let dense = Qkv::new(HostMatrix::F32(weight.clone()), bias.clone(), heads, &at, false);
+        let per_head = Qkv::new(HostMatrix::F32(weight), bias, heads, &at, true);
+        assert!(matches!(dense, Qkv::Dense(_)) && matches!(per_head, Qkv::PerHead { .. }));
+        let x = Tensor::<3>::random([batch, tokens, width], Distribution::Normal(0.0, 1.0), &device);
+        let (got, expected) = (per_head.heads(x.clone(), heads), dense.heads(x, heads));
+        for (name, got, expected) in [("q", got.q, expected.q), ("k", got.k, expected.k), ("v", got.v, expected.v)] {
+            assert_eq!(got.dims(), [batch, heads, tokens, width / heads], "{name}");
+            assert_eq!(got.dims(), expected.dims(), "{name}");
+            let diff: f32 = (got - expected).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{name}: largest difference {diff}");
+        }
     }
 }

@@ -54,7 +54,7 @@ mod tests {
     fn composed_norm_is_a_layer_norm() {
         let device = Device::flex();
         let (rows, width, eps) = (10, 24, 1e-5);
-        let wave = |n: usize, seed: f64| (0..n).map(move |i| ((i as f64 * 0.37 + seed).sin()));
+        let wave = |n: usize, seed: f64| (0..n).map(move |i| (i as f64 * 0.37 + seed).sin());
         let gamma: Vec<f64> = wave(width, 1.0).map(|v| 1.0 + 0.3 * v).collect();
         let beta: Vec<f64> = wave(width, 2.0).map(|v| 0.3 * v).collect();
         let x: Vec<f64> = wave(rows * width, 3.0).enumerate().map(|(i, v)| 2.0 * v + (i / width) as f64 * 2.0).collect();
@@ -70,7 +70,7 @@ mod tests {
         let input = Tensor::<3>::from_data(TensorData::new(f32s(&x), [2, rows / 2, width]), &device);
         for composed in [false, true] {
             norm.composed = composed;
-            let got = norm.forward(input.clone()).into_data().to_vec::<f32>().unwrap();
+            let got = norm.forward(input.clone()).into_data().try_to_vec::<f32>().unwrap();
             let diff = got.iter().zip(&expected).map(|(g, e)| (*g as f64 - e).abs()).fold(0.0, f64::max);
             // f32 rounding of x − mean (|x| ≤ 20: ~1e-6) over a spread of ~2, times γ ≤ 1.3.
             assert!(diff < 1e-5, "composed {composed}: largest difference {diff}");
