@@ -82,12 +82,21 @@ pub fn attention_with_bias(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Optio
 /// broadcast over the scores `[batch, heads, queries, keys]`.
 fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
     let head_dim = q.dims()[3];
-    let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-    let scores = match bias {
-        Some(bias) => scores + bias,
-        None => scores,
-    };
-    softmax(scores, 3).matmul(v)
+    let scale = (head_dim as f64).powf(-0.5);
+    let scores = q.matmul(k.swap_dims(2, 3));
+    match bias {
+        Some(bias) => softmax(scores * scale + bias, 3).matmul(v),
+        None => {
+            // softmax(scale·s) = exp(scale·(s − max s)) / Σ, as scale > 0: the maximum is taken
+            // of the matmul's output as it is and the scale joins the exp's kernel, where scaling
+            // first was a kernel of its own (#18). The same values where the scale is a power of
+            // two (head_dim 16, 64, 256).
+            let max = scores.clone().max_dim(3);
+            let exp = ((scores - max) * scale).exp();
+            let sum = exp.clone().sum_dim(3);
+            (exp / sum).matmul(v)
+        }
+    }
 }
 
 #[cfg(test)]

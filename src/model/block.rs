@@ -132,10 +132,10 @@ impl Qkv {
         }
     }
 
-    /// `x` (`[batch, tokens, width]`, normalised) → q, k and v, each `[batch, heads, tokens, head_dim]`.
-    fn heads(&self, x: Tensor<3>, heads: usize) -> HeadsQkv {
+    /// `norm(x)` (`x`: `[batch, tokens, width]`) → q, k and v, each `[batch, heads, tokens, head_dim]`.
+    fn heads(&self, x: Tensor<3>, norm: &Norm, heads: usize) -> HeadsQkv {
         match self {
-            Qkv::Dense(dense) => split_heads(dense.forward(x), heads),
+            Qkv::Dense(dense) => split_heads(dense.forward(norm.forward(x)), heads),
             Qkv::PerHead { weight, bias } => {
                 // Every token as a row of one matmul per head, [1, 1, batch·tokens, width] @
                 // [1, 3·heads, width, head_dim] (with the batch as a matmul dimension, 30 prompts
@@ -144,7 +144,10 @@ impl Qkv {
                 // order burn's matmul reads as it is.
                 let [batch, tokens, width] = x.dims();
                 let [_, three_heads, _, head_dim] = bias.dims();
-                let qkv = x.reshape([1, 1, batch * tokens, width]).matmul(weight.clone().unsqueeze::<4>()) + bias.clone();
+                // Rows made before the norm: a reshape between the norm's last kernel and the
+                // matmul cost a kernel of its own.
+                let rows = norm.forward(x.reshape([1, 1, batch * tokens, width]));
+                let qkv = rows.matmul(weight.clone().unsqueeze::<4>()) + bias.clone();
                 let qkv = qkv.reshape([three_heads, batch, tokens, head_dim]).swap_dims(0, 1);
                 let part = |i: usize| qkv.clone().narrow(1, i * heads, heads);
                 HeadsQkv { q: part(0), k: part(1), v: part(2) }
@@ -254,7 +257,7 @@ impl ResidualAttentionBlock {
     /// `ln_1(x)` projected to queries, keys and values, split into heads (computed once and
     /// shared when the patch maps reuse the last block's attention, see `patches`).
     pub fn heads_qkv(&self, x: Tensor<3>) -> HeadsQkv {
-        self.qkv.heads(self.ln_1.forward(x), self.heads)
+        self.qkv.heads(x, &self.ln_1, self.heads)
     }
 
     /// Per-head attention output `[batch, heads, tokens, head_dim]` → heads concatenated in
@@ -360,8 +363,13 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    /// The GPU's per-head projection gives the dense layer's q, k and v (checked on the CPU
-    /// backend, where both can be built), at every batch element, head and token.
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| 1.0 + 0.3 * (i as f32 * 0.37 + seed).sin()).collect()
+    }
+
+    /// The GPU's per-head projection gives the dense layer's q, k and v of the normalised input
+    /// (checked on the CPU backend, where both can be built), at every batch element, head and
+    /// token.
     #[test]
     fn per_head_projection_equals_the_dense_split() {
         let device = Device::flex();
@@ -373,7 +381,8 @@ mod tests {
         let per_head = Qkv::new(HostMatrix::F32(weight), bias, heads, &at, true);
         assert!(matches!(dense, Qkv::Dense(_)) && matches!(per_head, Qkv::PerHead { .. }));
         let x = Tensor::<3>::random([batch, tokens, width], Distribution::Normal(0.0, 1.0), &device);
-        let (got, expected) = (per_head.heads(x.clone(), heads), dense.heads(x, heads));
+        let norm = Norm::new(tensor1(values(width, 1.0), &device), tensor1(values(width, 2.0), &device), 1e-5);
+        let (got, expected) = (per_head.heads(x.clone(), &norm, heads), dense.heads(x, &norm, heads));
         for (name, got, expected) in [("q", got.q, expected.q), ("k", got.k, expected.k), ("v", got.v, expected.v)] {
             assert_eq!(got.dims(), [batch, heads, tokens, width / heads], "{name}");
             assert_eq!(got.dims(), expected.dims(), "{name}");
