@@ -2,10 +2,11 @@
 //!
 //! burn's `LayerNorm` computes `(x − mean) / sqrt(var + ε)` with `sqrt(var + ε)` on the reduced
 //! shape `[…, 1]`; on the GPU kernel fusion fuses only ops of one shape, so that step is a kernel
-//! of its own (5 a norm: mean, `(x − mean)²`, var, `sqrt(var + ε)`, the rest). Here the variance
-//! is first broadcast to the input's shape (a view, no kernel), so `sqrt(var + ε)` joins the last
-//! kernel: 4 a norm, the same arithmetic per element (#18). On burn's CPU backend burn's own
-//! layer norm runs as before.
+//! of its own (mean, `(x − mean)²`, var, `sqrt(var + ε)`, the rest: 5). Here the variance is
+//! first broadcast to the input's shape (a view, no kernel), so `sqrt(var + ε)` joins the last
+//! kernel: one kernel fewer a norm, the same arithmetic per element (#18). (Fusion still splits
+//! the last kernel in two for some norms, the second of a block among them; not ours to choose.)
+//! On burn's CPU backend burn's own layer norm runs as before.
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};
