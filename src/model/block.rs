@@ -7,7 +7,7 @@ use super::attention::{attention, attention_with_bias, Causality};
 use super::config::TransformerConfig;
 use super::dense::{host_values, Dense, Placement};
 use super::host_matrix::HostMatrix;
-use super::norm::Norm;
+use super::norm::{fold_into, Norm};
 
 pub fn layer_norm_from(gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> Norm {
     Norm::new(gamma, beta, eps)
@@ -169,8 +169,19 @@ impl ResidualAttentionBlock {
         let eps = config.layer_norm_eps;
         let norm = |(g, b): &(Vec<f32>, Vec<f32>)| layer_norm_from(tensor1(g.clone(), device), tensor1(b.clone(), device), eps);
         let host_norm = |(gamma, beta): (Vec<f32>, Vec<f32>)| HostNorm { gamma, beta, epsilon: eps as f32 };
-        let (ln_1, ln_2) = (norm(&w.ln_1), norm(&w.ln_2));
-        let (qkv, out_proj) = (Qkv::new(w.qkv_weight, w.qkv_bias, config.heads, at, *device != Device::flex()), dense(w.out_weight, w.out_bias, at));
+        let on_gpu = *device != Device::flex();
+        let mut w = w;
+        // On the GPU, each norm's γ and β go into the f32 layer that reads it (`fold_into`).
+        let fold = |ln: &(Vec<f32>, Vec<f32>), weight: &mut HostMatrix, bias: &mut Vec<f32>| match weight {
+            HostMatrix::F32(matrix) if on_gpu => {
+                fold_into(&ln.0, &ln.1, matrix, bias);
+                Norm::without_affine(ln.0.len(), eps, device)
+            }
+            _ => norm(ln),
+        };
+        let ln_1 = fold(&w.ln_1, &mut w.qkv_weight, &mut w.qkv_bias);
+        let ln_2 = fold(&w.ln_2, &mut w.fc1_weight, &mut w.fc1_bias);
+        let (qkv, out_proj) = (Qkv::new(w.qkv_weight, w.qkv_bias, config.heads, at, on_gpu), dense(w.out_weight, w.out_bias, at));
         let fc1 = dense(w.fc1_weight, w.fc1_bias, at).with_activation(config.activation);
         let fc2 = dense(w.fc2_weight, w.fc2_bias, at);
         let on_host = qkv.dense().is_some_and(Dense::runs_on_host) && [&out_proj, &fc1, &fc2].iter().all(|d| d.runs_on_host());
@@ -362,6 +373,28 @@ impl Transformer {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+
+    /// A dense layer after a norm equals the same layer with the norm's γ and β folded in,
+    /// after the norm without them (what the blocks do on the GPU).
+    #[test]
+    fn folded_norm_gives_the_same_projection() {
+        let device = Device::flex();
+        let (width, outputs) = (12, 16);
+        let (gamma, beta) = (values(width, 1.0), values(width, 2.0).iter().map(|v| v - 1.0).collect::<Vec<_>>());
+        let weight: Vec<f32> = (0..outputs * width).map(|i| (i as f32 * 0.29).sin()).collect();
+        let bias = values(outputs, 3.0);
+        let at = Placement { device: device.clone(), column_blocks: 1, packed_matmul: false, largest_tensor: None };
+        let x = Tensor::<3>::random([2, 5, width], Distribution::Normal(0.5, 2.0), &device);
+        let norm = Norm::new(tensor1(gamma.clone(), &device), tensor1(beta.clone(), &device), 1e-5);
+        let expected = dense(HostMatrix::F32(weight.clone()), bias.clone(), &at).forward(norm.forward(x.clone()));
+        let (mut folded_weight, mut folded_bias) = (weight, bias);
+        fold_into(&gamma, &beta, &mut folded_weight, &mut folded_bias);
+        let plain = Norm::without_affine(width, 1e-5, &device);
+        let got = dense(HostMatrix::F32(folded_weight), folded_bias, &at).forward(plain.forward(x));
+        let diff: f32 = (got - expected.clone()).abs().max().into_scalar();
+        let size: f32 = expected.abs().max().into_scalar();
+        assert!(diff < 1e-5 * (1.0 + size), "largest difference {diff} (outputs up to {size})");
+    }
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
         (0..n).map(|i| 1.0 + 0.3 * (i as f32 * 0.37 + seed).sin()).collect()

@@ -16,6 +16,9 @@ use burn::tensor::{Device, Tensor};
 pub struct Norm {
     layer_norm: LayerNorm,
     epsilon: f64,
+    /// False where γ and β were folded into the dense layer that reads the norm (`fold_into`):
+    /// then the composed norm stops at `(x − mean) / sqrt(var + ε)`.
+    affine: bool,
     /// Whether to compose the norm of fusable ops (see the module's comment).
     composed: bool,
 }
@@ -26,7 +29,14 @@ impl Norm {
         let mut layer_norm = LayerNormConfig::new(gamma.dims()[0]).with_epsilon(eps).init(&device);
         layer_norm.gamma = Param::from_tensor(gamma);
         layer_norm.beta = Some(Param::from_tensor(beta));
-        Self { layer_norm, epsilon: eps, composed: device != Device::flex() }
+        Self { layer_norm, epsilon: eps, affine: true, composed: device != Device::flex() }
+    }
+
+    /// `(x − mean) / sqrt(var + ε)` alone, for a norm whose γ and β were folded into the dense
+    /// layer that reads it (`fold_into`).
+    pub fn without_affine(width: usize, eps: f64, device: &Device) -> Self {
+        let ones = Tensor::<1>::ones([width], device);
+        Self { affine: false, ..Self::new(ones.clone(), ones.zeros_like(), eps) }
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -38,9 +48,24 @@ impl Norm {
         let centered = x - mean;
         let var = (centered.clone() * centered.clone()).mean_dim(D - 1);
         let normalized = centered / (var.expand(dims) + self.epsilon).sqrt();
+        if !self.affine {
+            return normalized;
+        }
         let gamma = self.layer_norm.gamma.val().unsqueeze::<D>();
         let beta = self.layer_norm.beta.as_ref().expect("made with a beta").val().unsqueeze::<D>();
         normalized * gamma + beta
+    }
+}
+
+/// Folds a norm's `gamma` and `beta` into the dense layer that reads it, `weight` `[out, in]`
+/// (PyTorch's orientation) and `bias` `[out]`: `(n·γ + β)·Wᵀ + b = n·(W·diag γ)ᵀ + (W·β + b)`.
+/// On the GPU a norm's last kernel was split in two by kernel fusion (the division, then
+/// `·γ + β`); without γ and β it is one (#18).
+pub fn fold_into(gamma: &[f32], beta: &[f32], weight: &mut [f32], bias: &mut [f32]) {
+    let inputs = gamma.len();
+    for (row, b) in weight.chunks_exact_mut(inputs).zip(bias.iter_mut()) {
+        *b += row.iter().zip(beta).map(|(&w, &beta)| w as f64 * beta as f64).sum::<f64>() as f32;
+        row.iter_mut().zip(gamma).for_each(|(w, &g)| *w *= g);
     }
 }
 
