@@ -251,7 +251,10 @@ impl ResidualAttentionBlock {
         let rows: Vec<i64> = pooled.iter().enumerate().map(|(b, &t)| (b * tokens + t) as i64).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
         let select = |t: Tensor<3>| t.reshape([batch * tokens, width]).select(0, rows.clone());
-        let q = select(q.swap_dims(1, 2).reshape([batch, tokens, width])).reshape([batch, 1, heads, head_dim]).swap_dims(1, 2);
+        // One query token, so `[batch, heads, 1, head_dim]` is a plain reshape: a swap_dims view
+        // here would give the size-1 axis a stride that fusion reads as a permuted layout and
+        // the score matmul would fall back to an unfused kernel on the GPU.
+        let q = select(q.swap_dims(1, 2).reshape([batch, tokens, width])).reshape([batch, heads, 1, head_dim]);
         // Keys after the pooled token are hidden from it, as the causal mask hides them.
         let bias = causal.then(|| {
             let bias: Vec<f32> = pooled
