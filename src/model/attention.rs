@@ -5,11 +5,11 @@
 //! used. On the GPU burn's `attention` op is opaque to kernel fusion and, without `autotune`
 //! (whose matmul candidates failed shader validation in Chromium), runs as 11 kernels per call
 //! (matmul, scale, two clamps of two kernels each, max, sub, exp, sum, div, matmul). Written as
-//! ordinary tensor ops, fusion makes it 7 (matmul, scale, max, sub and exp in one, sum, div,
-//! matmul) and the causal mask is an additive `-inf` above the diagonal, uploaded once
-//! per forward pass and shared by every block, instead of a mask built on the GPU per block.
+//! ordinary tensor ops, fusion makes it 5 (matmul, max, the scale, sub and exp in one, sum, and
+//! the second matmul with the softmax's division as its epilogue) and the causal mask is an
+//! additive `-inf` above the diagonal, uploaded once per forward pass and shared by every
+//! block, instead of a mask built on the GPU per block.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention as burn_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -84,19 +84,26 @@ fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Ten
     let head_dim = q.dims()[3];
     let scale = (head_dim as f64).powf(-0.5);
     let scores = q.matmul(k.swap_dims(2, 3));
-    match bias {
-        Some(bias) => softmax(scores * scale + bias, 3).matmul(v),
-        None => {
-            // softmax(scale·s) = exp(scale·(s − max s)) / Σ, as scale > 0: the maximum is taken
-            // of the matmul's output as it is and the scale joins the exp's kernel, where scaling
-            // first was a kernel of its own (#18). The same values where the scale is a power of
-            // two (head_dim 16, 64, 256).
-            let max = scores.clone().max_dim(3);
-            let exp = ((scores - max) * scale).exp();
-            let sum = exp.clone().sum_dim(3);
-            (exp / sum).matmul(v)
+    // softmax(scale·s) = exp(scale·(s − max s)) / Σ, as scale > 0: the maximum is taken of the
+    // matmul's output as it is and the scale joins the exp's kernel, where scaling first was a
+    // kernel of its own (#18). The same values where the scale is a power of two (head_dim 16,
+    // 64, 256). With a bias the scores are scaled and biased first, as in burn's softmax.
+    let exp = match bias {
+        Some(bias) => {
+            let logits = scores * scale + bias;
+            let max = logits.clone().max_dim(3);
+            (logits - max).exp()
         }
-    }
+        None => {
+            let max = scores.clone().max_dim(3);
+            ((scores - max) * scale).exp()
+        }
+    };
+    let sum = exp.clone().sum_dim(3);
+    // (e / Σ)·v = (e·v) / Σ: the division runs on the `[queries, head_dim]` output as the
+    // matmul's epilogue (one kernel with it) instead of as a kernel of its own over the
+    // `[queries, keys]` probabilities.
+    exp.matmul(v) / sum
 }
 
 #[cfg(test)]
