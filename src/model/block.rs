@@ -136,13 +136,27 @@ impl Qkv {
     fn heads(&self, x: Tensor<3>, norm: &Norm, heads: usize) -> HeadsQkv {
         match self {
             Qkv::Dense(dense) => split_heads(dense.forward(norm.forward(x)), heads),
+            Qkv::PerHead { .. } => {
+                let [batch, tokens, _] = x.dims();
+                self.heads_of_rows(x, batch, tokens, norm, heads)
+            }
+        }
+    }
+
+    /// `heads` for `x` of any shape `[…, …, width]` holding `batch·tokens` rows, batch-major.
+    fn heads_of_rows(&self, x: Tensor<3>, batch: usize, tokens: usize, norm: &Norm, heads: usize) -> HeadsQkv {
+        match self {
+            Qkv::Dense(_) => {
+                let width = x.dims()[2];
+                self.heads(x.reshape([batch, tokens, width]), norm, heads)
+            }
             Qkv::PerHead { weight, bias } => {
                 // Every token as a row of one matmul per head, [1, 1, batch·tokens, width] @
                 // [1, 3·heads, width, head_dim] (with the batch as a matmul dimension, 30 prompts
                 // of 8 tokens were 30 × 3·heads matmuls of 8 rows: 4× slower on SwiftShader),
                 // then [3·heads, batch, tokens, head_dim] seen as [batch, 3·heads, …]: a batch
                 // order burn's matmul reads as it is.
-                let [batch, tokens, width] = x.dims();
+                let width = x.dims()[2];
                 let [_, three_heads, _, head_dim] = bias.dims();
                 // Rows made before the norm: a reshape between the norm's last kernel and the
                 // matmul cost a kernel of its own.
@@ -233,6 +247,21 @@ impl ResidualAttentionBlock {
 
     /// `x`: `[batch, tokens, width]`. `causality` may mask attention to later tokens (text tower).
     pub fn forward(&self, x: Tensor<3>, causality: &Causality) -> Tensor<3> {
+        let [batch, tokens, width] = x.dims();
+        if batch > 1 && matches!(self.qkv, Qkv::PerHead { .. }) {
+            // On the GPU the block runs on the tokens as rows, `[1, batch·tokens, width]`, the
+            // shape of the dense layers' matmuls: kernel fusion takes a matmul's bias,
+            // activation and residual sum into its kernel, but not past a reshape of its
+            // output to `[batch, tokens, …]`, so each dense layer kept a kernel of its own for
+            // them at batch > 1 (#18). (At batch 1 both shapes are the same.)
+            let rows = x.reshape([1, batch * tokens, width]);
+            let HeadsQkv { q, k, v } = self.qkv.heads_of_rows(rows.clone(), batch, tokens, &self.ln_1, self.heads);
+            let context = attention(q, k, v, causality);
+            let [_, heads, _, head_dim] = context.dims();
+            let context = context.swap_dims(1, 2).reshape([1, batch * tokens, heads * head_dim]);
+            let y = rows + self.out_proj.forward(context);
+            return self.feed_forward(y).reshape([batch, tokens, width]);
+        }
         let heads = self.heads_qkv(x.clone());
         let context = attention(heads.q, heads.k, heads.v, causality);
         self.feed_forward(x + self.out_projection(context))

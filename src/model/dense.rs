@@ -122,11 +122,16 @@ impl Dense {
             }
             let mut out = dims;
             out[D - 1] = self.outputs;
+            // The bias's view at the output's shape is made before the matmul: kernel fusion
+            // (GPU) takes the ops that follow a matmul into its kernel only while each can be
+            // fused, and the reshape and the broadcast (expand) of the bias that the add made
+            // between the matmul and itself ended that at the matmul.
+            let bias = self.bias.as_ref().map(|b| b.clone().unsqueeze::<D>().expand(out));
             // Back to x's shape before the bias, so that the bias, the activation and what
             // follows (a residual sum) can be one kernel.
             let y = x.reshape(rows).matmul(w.clone().unsqueeze::<D>()).reshape(out);
-            let y = match &self.bias {
-                Some(bias) => y + bias.clone().unsqueeze::<D>(),
+            let y = match bias {
+                Some(bias) => y + bias,
                 None => y,
             };
             return self.activate(y);
