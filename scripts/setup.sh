@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing fieldclip needs on Debian, skipping what is already there:
-# the wasm32 target (and nightly Rust for the threaded page build), Debian's chromium + chromium-driver, wasm-pack and the wasm-bindgen CLI
-# matching Cargo.lock (both built from crates.io; nothing prebuilt is downloaded).
+# the wasm32 target (and nightly Rust for the threaded page build), the three browser engines the
+# tests drive (Debian's chromium + chromium-driver, firefox-esr, and WebKitGTK's MiniBrowser with
+# WebKitWebDriver under xvfb), geckodriver, wasm-pack and the wasm-bindgen CLI matching
+# Cargo.lock (all three built from crates.io; nothing prebuilt is downloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +19,21 @@ if [ "${FIELDCLIP_NO_THREADS:-}" != 1 ]; then
   rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown --toolchain nightly
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v python3 >/dev/null; then
+MINIBROWSER=/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v python3 >/dev/null \
+  || ! command -v firefox-esr >/dev/null || ! command -v WebKitWebDriver >/dev/null || ! command -v xvfb-run >/dev/null \
+  || [ ! -x "$MINIBROWSER" ]; then
   apt-get update -qq
   # python3: scripts/make-torch-checkpoint.py writes the PyTorch checkpoint the tests load.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver python3 >/dev/null
+  # xvfb: WebKitGTK's MiniBrowser has no headless mode; the tests run it in a virtual display.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver python3 \
+    firefox-esr webkit2gtk-driver xvfb xauth >/dev/null
+fi
+
+GECKODRIVER_VERSION=0.37.1
+if [ "$(geckodriver --version 2>/dev/null | head -1 | awk '{print $2}')" != "$GECKODRIVER_VERSION" ]; then
+  # npm's geckodriver downloads a prebuilt binary; crates.io has the source.
+  cargo install geckodriver --version "$GECKODRIVER_VERSION"
 fi
 
 WASM_PACK_VERSION=0.15.1

@@ -7,10 +7,12 @@ set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
 # The benchmark page (bench.html, www/bench*.js) is not part of the app.
 files=(index.html manifest.webmanifest $(ls www/* icons/*.png | grep -v '^www/bench' | sort) pkg/fieldclip.js pkg/fieldclip_bg.wasm)
-# The threaded build, when there is one: its glue, its wasm and wasm-bindgen-rayon's worker script.
-if [ -f pkg-threads/fieldclip.js ]; then
-  files+=(pkg-threads/fieldclip.js pkg-threads/fieldclip_bg.wasm $(cd pkg-threads && find snippets -name '*.js' | sort | sed 's|^|pkg-threads/|'))
-fi
+# The threaded builds, when there are: their glue, wasm and wasm-bindgen-rayon's worker script.
+for build in pkg-threads pkg-threads-simd128; do
+  if [ -f $build/fieldclip.js ]; then
+    files+=($build/fieldclip.js $build/fieldclip_bg.wasm $(cd $build && find snippets -name '*.js' | sort | sed "s|^|$build/|"))
+  fi
+done
 version=$(cat "${files[@]}" | sha256sum | cut -c1-16)
 {
   echo "// Written by scripts/stamp-shell.sh: what sw.js precaches, and its version."

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every test: native (cargo test), the wasm API in headless Chromium on WebGPU and CPU
-# (wasm-pack test), and the page end to end (node's test runner driving chromedriver).
+# Every test: native (cargo test), the wasm API in headless Chromium on WebGPU and CPU and in
+# headless Firefox on the CPU (wasm-pack test), and the page end to end (node's test runner
+# driving Chromium, Firefox and WebKitGTK over WebDriver; tests/e2e/engines.test.mjs runs the core
+# flows in all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fieldclip-target}"
@@ -15,6 +17,9 @@ echo "== browser tests (headless Chromium: WebGPU and CPU)"
 browser_tmp="$CARGO_TARGET_DIR/tmp/wasm-pack-test-browser"
 rm -rf "$browser_tmp" && mkdir -p "$browser_tmp"
 TMPDIR="$browser_tmp" WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --chrome
+rm -rf "$browser_tmp" && mkdir -p "$browser_tmp"
+echo "== browser tests (headless Firefox: CPU; this Firefox has no WebGPU, so those tests are skipped)"
+TMPDIR="$browser_tmp" WASM_BINDGEN_TEST_TIMEOUT=300 wasm-pack test --headless --firefox -- -- --skip webgpu
 rm -rf "$browser_tmp"
 
 echo "== page end to end"

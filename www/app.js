@@ -109,7 +109,7 @@ const results = createResultsPanel({
 
 // ---- Start-up: what is on the device, then the offline app shell ----
 const warnings = [];
-if (device.reason) warnings.push(`This browser does not let the page keep anything (${device.reason}; private browsing?). Everything works, but models, lists and results are gone when you close the page.`);
+if (device.reason) warnings.push(`This browser keeps nothing for this page: ${device.reason}. Everything works, but models, lists and results are gone when you close the page.`);
 if (listsProblem) warnings.push(listsProblem);
 const resultsProblem = await results.restore();
 if (resultsProblem) warnings.push(resultsProblem);

@@ -3,7 +3,7 @@
 // device and model: www/backend-choice.js); the loading progress and status line; the models
 // kept on the device.
 import { describeChoice, remember, testOverrides } from './backend-choice.js';
-import { IntegrityError, isQuotaError } from './storage.js';
+import { IntegrityError, whyNotStored } from './storage.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -197,10 +197,9 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
   }
 
   function showSaveProblem(e) {
-    const why = isQuotaError(e)
-      ? 'there is not enough storage space on this device for it'
-      : `the browser refused (${e.message})`;
-    setStatus($('save-status'), `This model was not saved on the device: ${why}. It works until you close the page; free some space (delete models below) and load it again to keep it.`, true);
+    const { why, freeingSpaceHelps } = whyNotStored(e);
+    setStatus($('save-status'), `This model was not saved on the device: ${why}. It works until you close the page${freeingSpaceHelps
+      ? '; free some space (delete models below) and load it again to keep it.' : '.'}`, true);
   }
 
   /** Commits a model file written while loading and remembers it for the next start. */

@@ -1,17 +1,31 @@
-// What the page keeps on the device: model files in the Origin Private File System (written in
-// chunks as they arrive, with a SHA-256 to check them on the way back), and everything else —
-// label lists, settings, per-model prompt embeddings, the tree of life's label pack (a Blob
-// under the kv key 'treeOfLife', www/tree-of-life.js), the last results — in IndexedDB.
-// Where the browser allows no storage (some private modes, plain-http pages), `openDeviceStore`
-// returns a store that keeps things in memory for this visit and says why.
+// What the page keeps on the device: everything — label lists, settings, per-model prompt
+// embeddings, the tree of life's label pack (a Blob under the kv key 'treeOfLife',
+// www/tree-of-life.js), the last results, the collection, the list of stored models — in
+// IndexedDB, which every engine has; model files (written in chunks as they arrive, with a
+// SHA-256 to check them on the way back) in the origin private file system where the page can
+// write it, else as Blobs in IndexedDB (Safari before 26 has no `createWritable`, WebKitGTK no
+// origin private file system at all). Where the browser allows no storage (some private modes,
+// plain-http pages), `openDeviceStore` returns a store that keeps things in memory for this visit
+// and says why in a sentence.
 
 const DB_NAME = 'fieldclip';
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 const MODEL_DIR = 'models';
 
 /** The error a failed write raises when the device (or the browser's share of it) is full. */
-export function isQuotaError(e) {
+function isQuotaError(e) {
   return e && (e.name === 'QuotaExceededError' || /quota/i.test(String(e.message)));
+}
+
+/**
+ * Why something could not be stored, as a clause for the user (an engine's own exception text
+ * means nothing to them; the console keeps it), and whether freeing space would help.
+ */
+export function whyNotStored(e) {
+  if (isQuotaError(e)) return { why: 'there is not enough storage space on this device for it', freeingSpaceHelps: true };
+  if (e instanceof StorageUnavailable) return { why: `this browser keeps nothing for this page: ${e.reason}`, freeingSpaceHelps: false };
+  console.warn('Storing failed:', e);
+  return { why: 'this browser refused to store it', freeingSpaceHelps: false };
 }
 
 export async function sha256Hex(buffer) {
@@ -47,41 +61,142 @@ function openDb(name) {
       db.createObjectStore('labels'); // [model id, photo SHA-256 hex] → label
       db.createObjectStore('thumbs'); // photo SHA-256 → JPEG Blob, shared by all models
     }
+    if (event.oldVersion < 3) {
+      // Model files where the origin private file system cannot take them: [file, piece] → Blob.
+      db.createObjectStore('modelPieces');
+    }
   };
   return request(req);
 }
 
 /** Opens the device store, or an in-memory one with `reason` saying why nothing is kept. */
 export async function openDeviceStore(name = DB_NAME) {
-  try {
-    if (!globalThis.crypto?.subtle) throw new Error('the page is not served over https');
-    const db = await openDb(name);
-    const root = await navigator.storage.getDirectory();
-    const models = await root.getDirectoryHandle(MODEL_DIR, { create: true });
-    return new DeviceStore(db, models);
-  } catch (e) {
-    return new MemoryStore(e && e.message ? e.message : String(e));
+  if (!globalThis.crypto?.subtle) {
+    return new MemoryStore('the page is not served over https, and browsers keep nothing for such pages');
   }
+  let db;
+  try {
+    db = await openDb(name);
+  } catch (e) {
+    console.warn('IndexedDB did not open:', e);
+    return new MemoryStore('it gives this page no storage (private browsing, or site data turned off for this site)');
+  }
+  return new DeviceStore(db, await openModelFiles(db));
+}
+
+/** Where model files go: the origin private file system where the page can write it, else IndexedDB. */
+async function openModelFiles(db) {
+  if (navigator.storage?.getDirectory && globalThis.FileSystemFileHandle && 'createWritable' in FileSystemFileHandle.prototype) {
+    try {
+      const root = await navigator.storage.getDirectory();
+      return new FileSystemModelFiles(await root.getDirectoryHandle(MODEL_DIR, { create: true }));
+    } catch (e) {
+      // Some private modes have the API but refuse it; IndexedDB may still take the file.
+      console.warn('The origin private file system did not open:', e);
+    }
+  }
+  return new IndexedDbModelFiles(db);
+}
+
+/** Model files in the origin private file system (Chromium, Firefox, Safari 26+). */
+class FileSystemModelFiles {
+  constructor(dir) { this.dir = dir; }
+
+  /** A writer for `file`: `write(chunk)`, then `close()` or `abort()`. */
+  async create(file) {
+    const handle = await this.dir.getFileHandle(file, { create: true });
+    let writable;
+    try {
+      writable = await handle.createWritable();
+    } catch (e) {
+      await this.remove(file);
+      throw e;
+    }
+    return {
+      write: (chunk) => writable.write(chunk),
+      close: () => writable.close(),
+      abort: async () => {
+        await writable.abort().catch(() => {});
+        await this.remove(file);
+      },
+    };
+  }
+
+  async read(file) { return (await this.dir.getFileHandle(file)).getFile(); }
+  remove(file) { return this.dir.removeEntry(file).catch(() => {}); }
+}
+
+/**
+ * Model files as Blobs of PIECE_BYTES in IndexedDB, for engines without a writable origin private
+ * file system. Browsers keep large Blobs in files of their own, so reading one back gives a Blob
+ * backed by disk, read piece by piece like a `File`, never all in memory.
+ */
+const PIECE_BYTES = 8 << 20;
+
+class IndexedDbModelFiles {
+  constructor(db) { this.db = db; }
+
+  tx(mode, fn) { return transaction(this.db, 'modelPieces', mode, fn); }
+  static range(file) { return IDBKeyRange.bound([file, 0], [file, Infinity]); }
+
+  async create(file) {
+    let pending = [];
+    let pendingBytes = 0;
+    let piece = 0;
+    const flush = async () => {
+      if (pending.length === 0) return;
+      const blob = new Blob(pending);
+      pending = [];
+      pendingBytes = 0;
+      const key = [file, piece++];
+      await this.tx('readwrite', (s) => request(s.put(blob, key)));
+    };
+    return {
+      write: async (chunk) => {
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength ?? chunk.size;
+        if (pendingBytes >= PIECE_BYTES) await flush();
+      },
+      close: flush,
+      abort: async () => {
+        pending = [];
+        await this.remove(file);
+      },
+    };
+  }
+
+  async read(file) {
+    const pieces = await this.tx('readonly', (s) => request(s.getAll(IndexedDbModelFiles.range(file))));
+    if (pieces.length === 0) throw new Error('its file is missing');
+    return new File(pieces, file);
+  }
+
+  remove(file) { return this.tx('readwrite', (s) => request(s.delete(IndexedDbModelFiles.range(file)))).catch(() => {}); }
+}
+
+/** Runs `fn` on one object store and resolves with its result once the transaction commits. */
+async function transaction(db, storeName, mode, fn) {
+  const tx = db.transaction(storeName, mode);
+  const done = new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error('The browser aborted a storage write.'));
+  });
+  done.catch(() => {}); // when `fn` fails, its own error is the one thrown
+  const result = await fn(tx.objectStore(storeName));
+  await done;
+  return result;
 }
 
 class DeviceStore {
-  constructor(db, modelDir) {
+  constructor(db, modelFiles) {
     this.db = db;
-    this.modelDir = modelDir;
+    this.modelFiles = modelFiles;
     this.persistent = true;
     this.reason = null;
   }
 
-  async tx(storeName, mode, fn) {
-    const tx = this.db.transaction(storeName, mode);
-    const result = await fn(tx.objectStore(storeName));
-    await new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error || new Error('The browser aborted a storage write.'));
-    });
-    return result;
-  }
+  tx(storeName, mode, fn) { return transaction(this.db, storeName, mode, fn); }
 
   get(key) { return this.tx('kv', 'readonly', (s) => request(s.get(key))); }
   set(key, value) { return this.tx('kv', 'readwrite', (s) => request(s.put(value, key))); }
@@ -95,26 +210,16 @@ class DeviceStore {
   /** A writer for a model file arriving in chunks: `write(chunk)`, then `finish(meta)` or `abort()`. */
   async modelWriter() {
     const file = `model-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.safetensors`;
-    const handle = await this.modelDir.getFileHandle(file, { create: true });
-    let writable;
-    try {
-      writable = await handle.createWritable();
-    } catch (e) {
-      await this.modelDir.removeEntry(file).catch(() => {});
-      throw e;
-    }
+    const writer = await this.modelFiles.create(file);
     return {
-      write: (chunk) => writable.write(chunk),
-      abort: async () => {
-        await writable.abort().catch(() => {});
-        await this.modelDir.removeEntry(file).catch(() => {});
-      },
+      write: (chunk) => writer.write(chunk),
+      abort: () => writer.abort(),
       /** Commits the file and records it; an identical model already stored is kept instead. */
       finish: async ({ sha256, name, size, config }) => {
-        await writable.close();
+        await writer.close();
         const existing = await this.tx('models', 'readonly', (s) => request(s.get(sha256)));
         if (existing) {
-          await this.modelDir.removeEntry(file).catch(() => {});
+          await this.modelFiles.remove(file);
           existing.usedAt = Date.now();
           await this.tx('models', 'readwrite', (s) => request(s.put(existing)));
           return existing;
@@ -135,7 +240,7 @@ class DeviceStore {
     if (!meta) throw new Error('This model is no longer on this device.');
     let weights;
     try {
-      weights = await (await this.modelDir.getFileHandle(meta.file)).getFile();
+      weights = await this.modelFiles.read(meta.file);
     } catch (e) {
       await this.deleteModel(id);
       throw new IntegrityError(meta.name, `its file could not be read (${e.message})`);
@@ -151,7 +256,7 @@ class DeviceStore {
 
   async deleteModel(id) {
     const meta = await this.tx('models', 'readonly', (s) => request(s.get(id)));
-    if (meta) await this.modelDir.removeEntry(meta.file).catch(() => {});
+    if (meta) await this.modelFiles.remove(meta.file);
     await this.tx('models', 'readwrite', (s) => request(s.delete(id)));
     await this.tx('prompts', 'readwrite', (s) => request(s.delete(IDBKeyRange.bound([id], [id, []]))));
   }
@@ -231,6 +336,7 @@ class DeviceStore {
   thumb(sha256) { return this.tx('thumbs', 'readonly', (s) => request(s.get(sha256))); }
 
   async usage() {
+    if (!navigator.storage?.estimate) return null;
     const { usage, quota } = await navigator.storage.estimate();
     return { usage, quota };
   }
@@ -241,6 +347,15 @@ export class IntegrityError extends Error {
   constructor(name, why) {
     super(`The stored model "${name}" failed its integrity check (${why}), so it was removed from this device. Load it again.`);
     this.name = 'IntegrityError';
+  }
+}
+
+/** Nothing can be stored in this browser: `message` is the sentence for the user. */
+export class StorageUnavailable extends Error {
+  constructor(reason) {
+    super(`This browser keeps nothing for this page: ${reason}.`);
+    this.name = 'StorageUnavailable';
+    this.reason = reason;
   }
 }
 
@@ -257,7 +372,7 @@ class MemoryStore {
   async get(key) { return this.kv.get(key); }
   async set(key, value) { this.kv.set(key, value); }
   async listModels() { return []; }
-  async modelWriter() { throw new Error('it allows this page no storage'); }
+  async modelWriter() { throw new StorageUnavailable(this.reason); }
   async readModel() { throw new Error('No model is stored on this device.'); }
   async deleteModel() {}
   async getPrompts(modelId) {

@@ -5,7 +5,7 @@
 // (pasted or read from a .txt/.csv), applied before the softmax as the CLI's --species-list.
 // The labels panel decides whether it or a list is in use.
 import { readBytes, readText } from './files.js';
-import { isQuotaError, sha256Hex } from './storage.js';
+import { sha256Hex, whyNotStored } from './storage.js';
 import { speciesOfList } from './taxa.js';
 
 const $ = (id) => document.getElementById(id);
@@ -249,8 +249,9 @@ export function createTreeOfLife({ device, call }) {
       setStatus($('tol-status'), `Loaded ${made}, and kept on this device (${formatBytes(answer.pack.byteLength)}): it comes back at the next visit, offline, without the files.`);
     } catch (e) {
       await device.set(KEY, null).catch(() => {});
-      const why = isQuotaError(e) ? 'there is not enough storage space on this device for it' : `the browser refused (${e.message})`;
-      setStatus($('tol-status'), `Loaded ${made}, but not kept on this device: ${why}. It works until you close the page; free some space (Models on this device, step 1) and load the files again to keep it.`, true);
+      const { why, freeingSpaceHelps } = whyNotStored(e);
+      setStatus($('tol-status'), `Loaded ${made}, but not kept on this device: ${why}. It works until you close the page${freeingSpaceHelps
+        ? '; free some space (Models on this device, step 1) and load the files again to keep it.' : '.'}`, true);
     }
   }
 

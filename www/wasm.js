@@ -1,8 +1,9 @@
-// Loads fieldclip's WebAssembly in a worker. Two builds of the same code: pkg-threads/ runs
+// Loads fieldclip's WebAssembly in a worker. Three builds of the same code: pkg-threads/ runs
 // burn's CPU matmuls on every core and multiplies with relaxed SIMD (int8 dot products and
-// fused multiply-add, src/model/packed.rs), but needs shared memory, which the browser only
-// gives a cross-origin isolated page (scripts/serve.py and sw.js send the headers), and relaxed
-// SIMD (Chrome and Edge 114+, Firefox with it); pkg/ runs anywhere (SIMD128), on one core.
+// fused multiply-add, src/model/packed.rs); pkg-threads-simd128/ is the same on every core with
+// SIMD128 only, for browsers without relaxed SIMD (Safari); both need shared memory, which the
+// browser only gives a cross-origin isolated page (scripts/serve.py and sw.js send the headers).
+// pkg/ runs anywhere (SIMD128, WebGPU), on one core.
 
 /**
  * Whether this browser runs WebAssembly relaxed SIMD: a 1-function module using
@@ -24,30 +25,31 @@ export function hasRelaxedSimd() {
 
 /**
  * Imports and starts the best build for this context. `threads`: how many to use (default:
- * every core); `webgpu`: the build with WebGPU (pkg/). Resolves to `{ wasm, memory, build, cpu }`: the
- * module's exports, its `WebAssembly.Memory`, `'threads'` or `'single'`, and `{ threads, reason, relaxedSimd }` saying how the CPU backend runs, for the user.
- * pkg-threads/ is used even for one thread where it can run: its relaxed SIMD kernels are the
- * faster ones (1.2× f32, 2.1× int8 matmuls over pkg/'s, BENCHMARKS.md).
+ * every core); `webgpu`: the build with WebGPU (pkg/). Resolves to `{ wasm, memory, build, cpu }`:
+ * the module's exports, its `WebAssembly.Memory`, `'threads'` or `'single'`, and `{ threads,
+ * reason, relaxedSimd }` saying how the CPU backend runs, for the user.
+ * A threaded build is used even for one thread where it can run: pkg-threads/'s relaxed SIMD
+ * kernels are the faster ones (BENCHMARKS.md), and pkg-threads-simd128/ runs the same threaded
+ * CPU backend where the browser has shared memory but no relaxed SIMD (Safari, WebKit).
  */
 export async function loadWasm(threads = navigator.hardwareConcurrency || 1, { webgpu = false } = {}) {
   let reason;
   const relaxedSimd = hasRelaxedSimd();
   if (webgpu) {
     reason = 'one thread (WebGPU runs in the single-threaded build)';
-  } else if (self.crossOriginIsolated && relaxedSimd) {
+  } else if (self.crossOriginIsolated) {
     try {
-      const wasm = await import('../pkg-threads/fieldclip.js');
+      const wasm = relaxedSimd ? await import('../pkg-threads/fieldclip.js') : await import('../pkg-threads-simd128/fieldclip.js');
       const exports = await wasm.default();
       await wasm.initThreadPool(threads);
       const count = threads === 1 ? 'one thread' : `${threads} threads`;
-      return { wasm, memory: exports.memory, build: 'threads', cpu: { threads, relaxedSimd: true, reason: `${count}, relaxed SIMD` } };
+      const simd = relaxedSimd ? 'relaxed SIMD' : 'SIMD128 (this browser has no relaxed SIMD)';
+      return { wasm, memory: exports.memory, build: 'threads', cpu: { threads, relaxedSimd, reason: `${count}, ${simd}` } };
     } catch (e) {
       reason = `one thread (the threaded build did not start: ${e.message || e})`;
     }
-  } else if (!self.crossOriginIsolated) {
-    reason = 'one thread (the page is not cross-origin isolated)';
   } else {
-    reason = 'one thread (this browser has no WebAssembly relaxed SIMD, which the threaded build uses)';
+    reason = 'one thread (the page is not cross-origin isolated)';
   }
   const wasm = await import('../pkg/fieldclip.js');
   const exports = await wasm.default();

@@ -3,68 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { appendFile, cp, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { useLabels } from './app.mjs';
+import { assertMatchesOracle, classify, loadModelFromUrl, makeSite, PHOTOS, useLabels, waitForServiceWorker } from './app.mjs';
 import { browser, serve, tempDir } from './webdriver.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 const data = (p) => join(root, 'tests/data', p);
-const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee_alpha.png'];
-
-/** The deployable site (what a static host would serve) plus the tiny model at models/. */
-async function makeSite() {
-  const site = tempDir('site');
-  // pkg-threads/ is part of the shell when it was built (pkg/shell.js lists its files).
-  const built = existsSync(join(root, 'pkg-threads')) ? ['pkg-threads'] : [];
-  for (const f of ['index.html', 'manifest.webmanifest', 'sw.js', 'icons', 'www', 'pkg', ...built]) await cp(join(root, f), join(site, f), { recursive: true });
-  await mkdir(join(site, 'models'));
-  await cp(data('tiny/model.safetensors'), join(site, 'models/model.safetensors'));
-  await cp(data('tiny/config.json'), join(site, 'models/config.json'));
-  return site;
-}
-
 const text = (id) => `return document.getElementById('${id}').textContent;`;
-
-async function waitForServiceWorker(page) {
-  // A failed install says so on the page (www/install.js): fail with its sentence at once.
-  const version = await page.waitFor(`const problem = document.getElementById('offline-status').textContent;
-    if (/could not be saved/.test(problem)) return { problem };
-    return navigator.serviceWorker.controller && /^version /.test(document.getElementById('app-version').textContent)
-    && document.getElementById('app-version').textContent;`, 'the service worker to control the page');
-  if (version.problem) throw new Error(`the service worker did not install: ${version.problem}`);
-  return version;
-}
-
-async function loadModelFromUrl(page) {
-  await page.run(`document.getElementById('weights-url-button').click();`);
-  const status = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /Loaded|could not|Could not/.test(t) && t;`, 'the model');
-  assert.match(status, /Loaded ViT .*1\.9 M parameters/, status);
-}
-
-/** Classifies the photos and returns name → [{label, probability}] of their new cards. */
-async function classify(page, names) {
-  const before = await page.run(`return document.querySelectorAll('#results .card').length;`);
-  await page.upload('#photo-files', names.map((n) => data(`images/${n}`)));
-  return page.waitFor(`
-    const [count] = arguments;
-    const cards = [...document.querySelectorAll('#results .card')].slice(0, count);
-    if (document.querySelectorAll('#results .card').length < ${before} + count || cards.some((c) => c.querySelector('.meta').textContent === 'waiting…')) return null;
-    return Object.fromEntries(cards.map((c) => [c.querySelector('.name').textContent,
-      [...c.querySelectorAll('.pred')].map((p) => ({ label: p.querySelector('.label').textContent, probability: Number(p.dataset.probability) }))]));`.replace('arguments', `[${names.length}]`), 'result cards');
-}
-
-function assertMatchesOracle(cards, expected, labels) {
-  for (const name of PHOTOS) {
-    const index = expected.images.findIndex((i) => i.file === `images/${name}`);
-    assert.equal(cards[name].length, 5, name);
-    for (const p of cards[name]) {
-      const want = expected.probs[index][labels.indexOf(p.label)];
-      assert.ok(Math.abs(p.probability - want) <= 1e-3, `${name} / ${p.label}: shown ${p.probability}, oracle ${want}`);
-    }
-  }
-}
 
 test('after one online visit, the page, model, lists and results come back offline', { timeout: 600000 }, async () => {
   const expected = JSON.parse(await readFile(data('tiny/expected.json'), 'utf8'));
@@ -221,9 +167,10 @@ test('where the browser allows no storage, the page works and says nothing is ke
     });
     await page.open(server.url);
     const warning = await page.waitFor(`const w = document.getElementById('storage-warning'); return !w.hidden && w.textContent;`, 'the storage warning');
-    assert.match(warning, /does not let the page keep anything .*denied permission.* Everything works/, warning);
+    assert.match(warning, /^This browser keeps nothing for this page: it gives this page no storage \(private browsing, or site data turned off for this site\)\. Everything works/, warning);
+    assert.doesNotMatch(warning, /denied permission/, 'the engine\'s own exception text is not shown');
     await loadModelFromUrl(page);
-    assert.match(await page.run(text('save-status')), /not saved on the device: the browser refused \(it allows this page no storage\)/);
+    assert.match(await page.run(text('save-status')), /not saved on the device: this browser keeps nothing for this page: it gives this page no storage .*\. It works until you close the page\.$/);
     await page.waitFor(`return /(labels|taxa) ready/.test(document.getElementById('labels-status').textContent);`, 'the preset labels');
     await page.upload('#photo-files', [data('images/chelsea.png')]);
     const shown = await page.waitFor(`const c = document.querySelector('#results .card'); return c && c.querySelectorAll('.pred').length;`, 'a result');

@@ -1,5 +1,5 @@
-// A minimal WebDriver client (chromedriver from Debian) and a static file server, so the
-// end-to-end tests need no npm package and never download a browser.
+// A minimal WebDriver client (chromedriver, geckodriver, WebKitWebDriver) and a static file
+// server, so the end-to-end tests need no npm package and never download a browser.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
@@ -68,11 +68,11 @@ export function tempDir(prefix) {
 const REQUEST_TIMEOUT_MS = 90_000;
 const SCRIPT_TIMEOUT_MS = 60_000;
 
-/** Drivers still running, killed (with their Chromium) if the test process ends early. */
+/** Drivers still running, killed (with their browser) if the test process ends early. */
 const running = new Set();
 function killGroup(driver) {
   running.delete(driver);
-  // chromedriver leads its own process group (detached), Chromium and its helpers in it.
+  // A driver leads its own process group (detached), its browser and helpers in it.
   try { process.kill(-driver.pid, 'SIGKILL'); } catch { /* already gone */ }
 }
 process.on('exit', () => {
@@ -82,23 +82,93 @@ process.on('exit', () => {
 // node's test runner ends a file's process with a signal when it times out: clean up then too.
 for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
 
-/** Starts chromedriver and a headless Chromium session with WebGPU enabled. */
-export async function browser({ width = 768, height = 1024 } = {}) {
+/** The browser engines the tests drive, each a real browser from Debian's packages. */
+export const ENGINES = ['chromium', 'firefox', 'webkit'];
+
+/**
+ * The engines a test file runs in: FIELDCLIP_ENGINES (comma-separated) or all three. Tests that
+ * need an engine's own protocol (Chromium's DevTools) stay Chromium-only.
+ */
+export function enginesToTest() {
+  const asked = (process.env.FIELDCLIP_ENGINES || ENGINES.join(',')).split(',').map((e) => e.trim()).filter(Boolean);
+  for (const e of asked) if (!ENGINES.includes(e)) throw new Error(`FIELDCLIP_ENGINES: unknown engine ${e} (known: ${ENGINES.join(', ')})`);
+  return asked;
+}
+
+const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
+
+/**
+ * The WebDriver server and the W3C capabilities of a session for `engine`:
+ * - chromium: Debian's chromedriver + headless Chromium with WebGPU (SwiftShader) enabled;
+ * - firefox: geckodriver (crates.io) + headless Firefox ESR;
+ * - webkit: WebKitGTK's WebKitWebDriver + MiniBrowser, which has no headless mode, in a virtual
+ *   X display (xvfb-run).
+ * Each driver leads its own process group, the browser and its helpers (and Xvfb) in it.
+ */
+function driverFor(engine, port, profile, width, height) {
+  if (engine === 'chromium') {
+    return {
+      command: ['chromedriver', `--port=${port}`],
+      capabilities: {
+        browserName: 'chrome',
+        'goog:chromeOptions': {
+          binary: '/usr/bin/chromium',
+          args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+            `--window-size=${width},${height}`, `--user-data-dir=${profile}`],
+        },
+      },
+    };
+  }
+  if (engine === 'firefox') {
+    return {
+      command: ['geckodriver', `--port=${port}`, '--host=127.0.0.1'],
+      capabilities: {
+        browserName: 'firefox',
+        'moz:firefoxOptions': {
+          binary: '/usr/bin/firefox-esr',
+          args: ['-headless', '-profile', profile, `--width=${width}`, `--height=${height}`],
+          // Nothing reaches out to the network on its own (this machine has none to give).
+          prefs: { 'app.update.enabled': false, 'browser.safebrowsing.malware.enabled': false, 'network.captive-portal-service.enabled': false },
+        },
+      },
+    };
+  }
+  if (engine === 'webkit') {
+    return {
+      command: ['xvfb-run', '-a', '-s', `-screen 0 ${width + 200}x${height + 200}x24`, 'WebKitWebDriver', `--port=${port}`],
+      capabilities: {
+        browserName: 'MiniBrowser',
+        'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
+      },
+    };
+  }
+  throw new Error(`unknown browser engine ${engine}`);
+}
+
+/**
+ * Starts a WebDriver session in `engine` (default Chromium, with WebGPU enabled). Every request
+ * has a timeout; `close()` kills the driver's process group whatever state it is in.
+ */
+export async function browser({ width = 768, height = 1024, engine = 'chromium' } = {}) {
   const port = 9500 + Math.floor(Math.random() * 400);
-  // Our own profile folder: chromedriver's own (/tmp/org.chromium.Chromium.scoped_dir.*) is
-  // left behind whenever the driver is killed rather than asked to quit.
+  // Our own profile folder: a driver's own (/tmp/org.chromium.Chromium.scoped_dir.*,
+  // /tmp/rust_mozprofile*) is left behind whenever the driver is killed rather than asked to quit.
   const profile = tempDir('profile');
-  const driver = spawn('chromedriver', [`--port=${port}`], { stdio: 'ignore', detached: true });
+  const { command, capabilities } = driverFor(engine, port, profile, width, height);
+  // TMPDIR: xvfb-run's display authority file goes into the profile folder, removed with it.
+  const driver = spawn(command[0], command.slice(1), { stdio: 'ignore', detached: true, env: { ...process.env, TMPDIR: profile } });
   running.add(driver);
   const base = `http://127.0.0.1:${port}`;
   let up = false;
-  for (let i = 0; i < 100 && !up; i++) {
+  // xvfb-run waits for its display before starting the driver: up to 30 s in all.
+  for (const deadline = Date.now() + 30_000; !up && Date.now() < deadline;) {
     try { up = (await fetch(`${base}/status`, { signal: AbortSignal.timeout(2000) })).ok; } catch { await sleep(100); }
   }
   if (!up) {
     killGroup(driver);
     removeDir(profile);
-    throw new Error('chromedriver did not start within 10 s');
+    throw new Error(`the ${engine} WebDriver server (${command[0]}) did not start within 30 s`);
   }
   const request = async (method, path, body, timeoutMs = REQUEST_TIMEOUT_MS) => {
     let r;
@@ -117,19 +187,10 @@ export async function browser({ width = 768, height = 1024 } = {}) {
   let session;
   try {
     session = await request('POST', '/session', {
-    capabilities: {
-      alwaysMatch: {
-        browserName: 'chrome',
-        timeouts: { script: SCRIPT_TIMEOUT_MS, pageLoad: SCRIPT_TIMEOUT_MS, implicit: 0 },
-        'goog:chromeOptions': {
-          binary: '/usr/bin/chromium',
-          args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
-            '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
-            `--window-size=${width},${height}`, `--user-data-dir=${profile}`],
-        },
-      },
-    },
+      capabilities: { alwaysMatch: { ...capabilities, timeouts: { script: SCRIPT_TIMEOUT_MS, pageLoad: SCRIPT_TIMEOUT_MS, implicit: 0 } } },
     });
+    // MiniBrowser opens at its own size.
+    if (engine === 'webkit') await request('POST', `/session/${session.sessionId}/window/rect`, { width, height });
   } catch (e) {
     killGroup(driver);
     removeDir(profile);
@@ -138,6 +199,7 @@ export async function browser({ width = 768, height = 1024 } = {}) {
   const s = `/session/${session.sessionId}`;
   const find = async (css) => Object.values(await request('POST', `${s}/element`, { using: 'css selector', value: css }))[0];
   return {
+    engine,
     goto: (url) => request('POST', `${s}/url`, { url }),
     /** Opens the app and waits until its module has wired every control. */
     async open(url) {
@@ -155,8 +217,11 @@ export async function browser({ width = 768, height = 1024 } = {}) {
     },
     /** Sets the files of an <input type=file>. */
     upload: async (css, paths) => request('POST', `${s}/element/${await find(css)}/value`, { text: paths.join('\n') }),
-    /** A Chrome DevTools Protocol command (chromedriver's vendor endpoint). */
-    cdp: (cmd, params = {}) => request('POST', `${s}/goog/cdp/execute`, { cmd, params }),
+    /** A Chrome DevTools Protocol command (chromedriver's vendor endpoint; Chromium only). */
+    cdp: (cmd, params = {}) => {
+      if (engine !== 'chromium') throw new Error(`DevTools commands exist only in Chromium, not in ${engine}`);
+      return request('POST', `${s}/goog/cdp/execute`, { cmd, params });
+    },
     screenshot: async () => Buffer.from(await request('GET', `${s}/screenshot`), 'base64'),
     /** A PNG of the first element matching `css` (scrolled into view). */
     elementScreenshot: async (css) => Buffer.from(await request('GET', `${s}/element/${await find(css)}/screenshot`), 'base64'),
@@ -176,7 +241,7 @@ export async function browser({ width = 768, height = 1024 } = {}) {
         await sleep(200);
       }
     },
-    /** Ends the session and kills chromedriver and Chromium whatever state they are in. */
+    /** Ends the session and kills the driver and the browser whatever state they are in. */
     close: async () => {
       await request('DELETE', s, undefined, 10_000).catch(() => {});
       killGroup(driver);
