@@ -204,18 +204,26 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
 
   /** Commits a model file written while loading and remembers it for the next start. */
   async function finishSave(writer, meta) {
+    let saved;
     try {
-      const saved = await writer.finish(meta);
+      saved = await writer.finish(meta);
       await device.set('lastModel', saved.id);
-      const persistent = navigator.storage.persist ? await navigator.storage.persist() : false;
-      setStatus($('save-status'), `Saved on this device: it loads at the next start without a network. ${persistent
-        ? 'The browser keeps it until you delete it.'
-        : 'The browser may still clear it if the device runs low on space (it did not grant persistent storage; installing the app usually does).'}`);
     } catch (e) {
       await writer.abort();
       showSaveProblem(e);
+      renderModels();
+      return;
     }
+    const line = 'Saved on this device: it loads at the next start without a network.';
+    setStatus($('save-status'), line);
     renderModels();
+    // Firefox asks the user before granting persistence, so the answer may come much later (or
+    // never); WebKitGTK has no navigator.storage. The saved line does not wait for it.
+    const persistent = navigator.storage?.persist ? await navigator.storage.persist().catch(() => false) : false;
+    if ($('save-status').textContent !== line) return;
+    setStatus($('save-status'), `${line} ${persistent
+      ? 'The browser keeps it until you delete it.'
+      : 'The browser may still clear it if the device runs low on space (it did not grant persistent storage; installing the app usually does).'}`);
   }
 
   /** The download as a Blob, written to the device as it arrives; never one big buffer. */
@@ -386,7 +394,7 @@ export function createModelPanel({ device, call, modelGeneration, settings, save
     }
     $('device-models').querySelector('summary').textContent = `Models on this device (${models.length})`;
     const usage = await device.usage().catch(() => null);
-    const persisted = navigator.storage && navigator.storage.persisted ? await navigator.storage.persisted().catch(() => false) : false;
+    const persisted = navigator.storage?.persisted ? await navigator.storage.persisted().catch(() => false) : false;
     $('storage-usage').textContent = usage
       ? `This app uses ${formatBytes(usage.usage)} of the ${formatBytes(usage.quota)} the browser allows it. ${persisted
         ? 'Storage is persistent: the browser keeps it until you delete it.'

@@ -3,13 +3,13 @@
 // www/tree-of-life.js), the last results, the collection, the list of stored models — in
 // IndexedDB, which every engine has; model files (written in chunks as they arrive, with a
 // SHA-256 to check them on the way back) in the origin private file system where the page can
-// write it, else as Blobs in IndexedDB (Safari before 26 has no `createWritable`, WebKitGTK no
-// origin private file system at all). Where the browser allows no storage (some private modes,
+// write it, else in the Cache API (Safari before 26 has no `createWritable`, WebKitGTK no origin
+// private file system at all). Where the browser allows no storage (some private modes,
 // plain-http pages), `openDeviceStore` returns a store that keeps things in memory for this visit
 // and says why in a sentence.
 
 const DB_NAME = 'fieldclip';
-const DB_VERSION = 3;
+const DB_VERSION = 2;
 const MODEL_DIR = 'models';
 
 /** The error a failed write raises when the device (or the browser's share of it) is full. */
@@ -23,7 +23,7 @@ function isQuotaError(e) {
  */
 export function whyNotStored(e) {
   if (isQuotaError(e)) return { why: 'there is not enough storage space on this device for it', freeingSpaceHelps: true };
-  if (e instanceof StorageUnavailable) return { why: `this browser keeps nothing for this page: ${e.reason}`, freeingSpaceHelps: false };
+  if (e instanceof StorageUnavailable) return { why: e.clause, freeingSpaceHelps: false };
   console.warn('Storing failed:', e);
   return { why: 'this browser refused to store it', freeingSpaceHelps: false };
 }
@@ -61,10 +61,6 @@ function openDb(name) {
       db.createObjectStore('labels'); // [model id, photo SHA-256 hex] → label
       db.createObjectStore('thumbs'); // photo SHA-256 → JPEG Blob, shared by all models
     }
-    if (event.oldVersion < 3) {
-      // Model files where the origin private file system cannot take them: [file, piece] → Blob.
-      db.createObjectStore('modelPieces');
-    }
   };
   return request(req);
 }
@@ -81,11 +77,11 @@ export async function openDeviceStore(name = DB_NAME) {
     console.warn('IndexedDB did not open:', e);
     return new MemoryStore('it gives this page no storage (private browsing, or site data turned off for this site)');
   }
-  return new DeviceStore(db, await openModelFiles(db));
+  return new DeviceStore(db, await openModelFiles());
 }
 
-/** Where model files go: the origin private file system where the page can write it, else IndexedDB. */
-async function openModelFiles(db) {
+/** Where model files go: the origin private file system where the page can write it, else the Cache API. */
+async function openModelFiles() {
   if (navigator.storage?.getDirectory && globalThis.FileSystemFileHandle && 'createWritable' in FileSystemFileHandle.prototype) {
     try {
       const root = await navigator.storage.getDirectory();
@@ -95,7 +91,8 @@ async function openModelFiles(db) {
       console.warn('The origin private file system did not open:', e);
     }
   }
-  return new IndexedDbModelFiles(db);
+  if (globalThis.caches) return new CacheModelFiles();
+  return new NoModelFiles('it has neither a file system nor a cache for pages');
 }
 
 /** Model files in the origin private file system (Chromium, Firefox, Safari 26+). */
@@ -127,19 +124,26 @@ class FileSystemModelFiles {
 }
 
 /**
- * Model files as Blobs of PIECE_BYTES in IndexedDB, for engines without a writable origin private
- * file system. Browsers keep large Blobs in files of their own, so reading one back gives a Blob
- * backed by disk, read piece by piece like a `File`, never all in memory.
+ * Model files as responses of PIECE_BYTES in the Cache API (cache MODEL_CACHE), for engines
+ * without a writable origin private file system. Not IndexedDB: WebKit refuses Blobs there in
+ * private browsing ("Error preparing Blob/File data"), and ArrayBuffers read back would sit in
+ * the page's memory; a cached response is stored by the browser as a file of its own.
  */
 const PIECE_BYTES = 8 << 20;
+const MODEL_CACHE = 'fieldclip-models';
 
-class IndexedDbModelFiles {
-  constructor(db) { this.db = db; }
+class CacheModelFiles {
+  /** The URL a piece is kept under (never fetched: only a key). */
+  static url(file, piece) { return new URL(`fieldclip-models/${file}/${piece}`, location.href).href; }
 
-  tx(mode, fn) { return transaction(this.db, 'modelPieces', mode, fn); }
-  static range(file) { return IDBKeyRange.bound([file, 0], [file, Infinity]); }
+  async pieces(cache, file) {
+    const prefix = CacheModelFiles.url(file, '');
+    const urls = (await cache.keys()).map((r) => r.url).filter((u) => u.startsWith(prefix));
+    return urls.sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
+  }
 
   async create(file) {
+    const cache = await caches.open(MODEL_CACHE);
     let pending = [];
     let pendingBytes = 0;
     let piece = 0;
@@ -148,8 +152,7 @@ class IndexedDbModelFiles {
       const blob = new Blob(pending);
       pending = [];
       pendingBytes = 0;
-      const key = [file, piece++];
-      await this.tx('readwrite', (s) => request(s.put(blob, key)));
+      await cache.put(CacheModelFiles.url(file, piece++), new Response(blob));
     };
     return {
       write: async (chunk) => {
@@ -166,12 +169,28 @@ class IndexedDbModelFiles {
   }
 
   async read(file) {
-    const pieces = await this.tx('readonly', (s) => request(s.getAll(IndexedDbModelFiles.range(file))));
-    if (pieces.length === 0) throw new Error('its file is missing');
+    const cache = await caches.open(MODEL_CACHE);
+    const urls = await this.pieces(cache, file);
+    if (urls.length === 0) throw new Error('its file is missing');
+    const pieces = [];
+    for (const url of urls) pieces.push(await (await cache.match(url)).blob());
     return new File(pieces, file);
   }
 
-  remove(file) { return this.tx('readwrite', (s) => request(s.delete(IndexedDbModelFiles.range(file)))).catch(() => {}); }
+  async remove(file) {
+    try {
+      const cache = await caches.open(MODEL_CACHE);
+      for (const url of await this.pieces(cache, file)) await cache.delete(url);
+    } catch { /* nothing stored */ }
+  }
+}
+
+/** No model is kept (lists and results still are, in IndexedDB); `reason` says why. */
+class NoModelFiles {
+  constructor(reason) { this.reason = reason; }
+  async create() { throw new StorageUnavailable(`this browser cannot keep models for this page: ${this.reason}`); }
+  async read() { throw new Error('its file is missing'); }
+  async remove() {}
 }
 
 /** Runs `fn` on one object store and resolves with its result once the transaction commits. */
@@ -350,12 +369,12 @@ export class IntegrityError extends Error {
   }
 }
 
-/** Nothing can be stored in this browser: `message` is the sentence for the user. */
+/** Something cannot be stored in this browser: `clause` says what and why, for the user. */
 export class StorageUnavailable extends Error {
-  constructor(reason) {
-    super(`This browser keeps nothing for this page: ${reason}.`);
+  constructor(clause) {
+    super(`${clause[0].toUpperCase()}${clause.slice(1)}.`);
     this.name = 'StorageUnavailable';
-    this.reason = reason;
+    this.clause = clause;
   }
 }
 
@@ -372,7 +391,7 @@ class MemoryStore {
   async get(key) { return this.kv.get(key); }
   async set(key, value) { this.kv.set(key, value); }
   async listModels() { return []; }
-  async modelWriter() { throw new StorageUnavailable(this.reason); }
+  async modelWriter() { throw new StorageUnavailable(`this browser keeps nothing for this page: ${this.reason}`); }
   async readModel() { throw new Error('No model is stored on this device.'); }
   async deleteModel() {}
   async getPrompts(modelId) {

@@ -63,7 +63,9 @@ const root = resolve(import.meta.dirname, '../..');
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 const args = process.argv.slice(2);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
-const VALUED = ['--runs', '--warmup', '--rounds', '--engines', '--weights', '--out'];
+const VALUED = ['--runs', '--warmup', '--rounds', '--engines', '--weights', '--out', '--browser'];
+// Which browser runs the pages: chromium (default), firefox or webkit (tests/e2e/webdriver.mjs).
+const BROWSER = option('--browser', 'chromium');
 const suite = args.find((a, i) => !a.startsWith('--') && !VALUED.includes(args[i - 1])) || 'search';
 const out = resolve(option('--out', join(root, `benches/results/web-${suite}.json`)));
 const PEER_VERSION = '4.3.2';
@@ -252,7 +254,7 @@ async function rendererMemory(group) {
 
 async function runPage(server, query) {
   const drivers = await chromedrivers();
-  const page = await browser();
+  const page = await browser({ engine: BROWSER });
   const ours = [...(await chromedrivers())].filter((pid) => !drivers.has(pid));
   const group = ours.length === 1 ? ours[0] : null;
   try {
@@ -265,7 +267,8 @@ async function runPage(server, query) {
     for (;;) {
       const state = await page.waitFor('return window.benchResult ? "done" : (window.benchHold !== window.benchGo && window.benchHold);', query, 3600e3);
       if (state === 'done') break;
-      const memory = await rendererMemory(group);
+      // Only Chromium's tab process is found and read (its renderer's command line).
+      const memory = BROWSER === 'chromium' ? await rendererMemory(group) : null;
       if (state === 'before') before = memory;
       if (state === 'loaded' && memory) {
         loaded = memory;
@@ -277,7 +280,7 @@ async function runPage(server, query) {
     const result = await page.run('return window.benchResult;');
     if (result.error) throw new Error(`${query}: ${result.error}`);
     // The process's high-water mark now: its peak over the whole page (loading and every run).
-    const end = await rendererMemory(group);
+    const end = BROWSER === 'chromium' ? await rendererMemory(group) : null;
     if (before || loaded) result.memory = { before, loaded, end };
     result.rows.splice(result.rows.findIndex((r) => r.what === 'load to first result') + 1, 0, ...memoryRows);
     return result;
@@ -641,12 +644,12 @@ async function peerSuite() {
   const order = engines.map((e) => e.spec).join(' → ');
   const tableHead = [
     `fieldclip next to transformers.js${cpu ? ' on the CPU' : ''} — ${model}`,
-    `browser: ${any.userAgent.match(/(HeadlessChrome|Chrome)\/[\d.]+/)?.[0] ?? any.userAgent}, ${any.cores} logical cores, cross-origin isolated: ${any.crossOriginIsolated ? 'yes' : 'NO (no threads)'}`,
+    `browser: ${any.userAgent.match(/(HeadlessChrome|Chrome|Firefox)\/[\d.]+/)?.[0] ?? any.userAgent} (${BROWSER}), ${any.cores} logical cores, cross-origin isolated: ${any.crossOriginIsolated ? 'yes' : 'NO (no threads)'}`,
     `peer: @huggingface/transformers ${PEER_VERSION} (its browser bundle) on ONNX Runtime Web ${peerPage?.ran?.ort ?? '?'} (ort-wasm-simd-threaded.asyncify, the file transformers.js loads), `
       + `dtype 'fp32' (onnx/*_model.onnx) and 'q8' (onnx/*_model_quantized.onnx, dynamic int8: its default on wasm); text padded to the longest prompt of the batch (padding: true, as its zero-shot pipeline), `
       + `run ${peerMain ? "on the page's main thread" : 'in a Web Worker, as fieldclip'}; model files fetched from the local server, stored by neither (useBrowserCache false)`,
     'fieldclip: f32 = the safetensors file, q8 = its q8 model pack; the build www/wasm.js picks as on the page (see builds below); text cut to the batch\'s longest end-of-text token; in a Web Worker',
-    `fieldclip builds: ${engines.filter((e) => e.kind === 'fieldclip').map((e) => `${e.spec} ${[...new Set(pages[e.spec].map((p) => `${p.ran?.build === 'threads' ? 'pkg-threads/' : p.ran?.build === 'single' ? 'pkg/' : '?'}${p.ran?.relaxedSimd ? ' (relaxed SIMD)' : ''}`))].join(', ')}`).join('; ')}`,
+    `fieldclip builds: ${engines.filter((e) => e.kind === 'fieldclip').map((e) => `${e.spec} ${[...new Set(pages[e.spec].map((p) => `${p.ran?.build === 'threads' ? (p.ran?.relaxedSimd ? 'pkg-threads/ (relaxed SIMD)' : 'pkg-threads-simd128/') : p.ran?.build === 'single' ? 'pkg/' : '?'}`))].join(', ')}`).join('; ')}`,
     `threads that ran (asked → ran, Workers started): ${engines.map((e) => `${e.spec} ${e.asked ?? 'default'} → ${threadsOf(e)} (${stats[e.spec].workers.join('/')})`).join('; ')}`,
     `runs: ${rounds} round${rounds === 1 ? '' : 's'}, engines alternating in each (${order}), each engine in a fresh browser per round: load, ${warmup} warm-up${warmup === 1 ? '' : 's'}, ${runs} timed runs per case; `
       + `times are median / min over all ${rounds * runs} timed runs; load to first result and tab peak memory (the renderer process's VmHWM: page, workers, WebAssembly) are medians over the rounds`,

@@ -34,7 +34,7 @@ async function firstCard(page, before) {
     return { name: c.querySelector('.name').textContent, meta: c.querySelector('.meta').textContent,
       error: c.querySelector('p.error:not(.where-error)')?.textContent ?? null,
       answer: answer && { rank: answer.dataset.answerRank, name: answer.dataset.answerName, probability: Number(answer.dataset.answerProbability), text: answer.textContent },
-      predictions: [...c.querySelectorAll('.pred')].map((p) => ({ label: p.querySelector('.label').textContent, probability: Number(p.dataset.probability) })) };`,
+      predictions: [...c.querySelectorAll('.pred')].map((p) => ({ label: p.querySelector('.label').textContent, key: p.dataset.label, probability: Number(p.dataset.probability) })) };`,
   'a result card', 300000);
 }
 
@@ -102,7 +102,7 @@ for (const engine of enginesToTest()) {
           assert.deepEqual([card.answer.rank, card.answer.name], [want.rank, want.taxon], `${name}: ${card.answer.text}`);
           assert.ok(Math.abs(card.answer.probability - want.score) <= 1e-3, `${name}: shown ${card.answer.probability}, oracle ${want.score}`);
         }
-        assert.equal(card.predictions[0].label, oracle.rollup.species[0].taxon, `${name}: top species`);
+        assert.equal(card.predictions[0].key, oracle.rollup.species[0].taxon, `${name}: top species`);
       }
       await set(page, 'preprocess', 'auto');
 
@@ -162,6 +162,8 @@ for (const engine of enginesToTest()) {
       await page.waitFor(`return !document.getElementById('adapter-use').checked;`, 'the adapter off');
 
       // 4. Labels edited, photos classified to the oracle's probabilities, a broken photo alone.
+      await page.run(`document.getElementById('clear-results').click();`);
+      await page.waitFor(`return document.querySelectorAll('#results .card').length === 0;`, 'the results cleared');
       await useLabels(page, labels);
       const broken = join(tempDir('broken'), 'broken-photo.jpg');
       await writeFile(broken, Buffer.from('\xff\xd8\xff\xe0 definitely not a complete jpeg'));
@@ -173,7 +175,10 @@ for (const engine of enginesToTest()) {
       const rows = csv.text.trim().split('\n');
       assert.equal(rows[0], 'file,rank,label,probability');
       for (const name of PHOTOS) {
-        online[name].forEach((p, rank) => assert.ok(rows.includes(`${name},${rank + 1},${p.label},${p.probability.toFixed(6)}`), `${name} rank ${rank + 1} in the CSV`));
+        online[name].forEach((p, rank) => {
+          const label = /[",]/.test(p.label) ? `"${p.label.replace(/"/g, '""')}"` : p.label;
+          assert.ok(rows.includes(`${name},${rank + 1},${label},${p.probability.toFixed(6)}`), `${name} rank ${rank + 1} in the CSV`);
+        });
       }
 
       // 5. A heat-map over the photo: the oracle's ClearCLIP map.
@@ -208,7 +213,8 @@ for (const engine of enginesToTest()) {
       assert.deepEqual(leaked, [], 'requests that left the page while offline');
 
       // 7. A stored model whose bytes changed is removed and the user is told, whichever store
-      // holds it (the origin private file system, or IndexedDB where the engine has none).
+      // holds it (the origin private file system, or the Cache API where the engine cannot
+      // write that).
       const store = await page.run(`
         if (navigator.storage?.getDirectory && globalThis.FileSystemFileHandle && 'createWritable' in FileSystemFileHandle.prototype) {
           const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
@@ -219,18 +225,14 @@ for (const engine of enginesToTest()) {
           }
           return 'origin private file system';
         }
-        const db = await new Promise((resolve, reject) => { const r = indexedDB.open('fieldclip'); r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
-        const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
-        const read = db.transaction('modelPieces').objectStore('modelPieces');
-        const [keys, pieces] = await Promise.all([req(read.getAllKeys()), req(read.getAll())]);
-        for (const [i, key] of keys.entries()) {
-          if (key[1] !== 0) continue;
-          const bytes = new Uint8Array(await pieces[i].arrayBuffer());
+        const cache = await caches.open('fieldclip-models');
+        for (const request of await cache.keys()) {
+          if (!request.url.endsWith('/0')) continue;
+          const bytes = new Uint8Array(await (await cache.match(request)).arrayBuffer());
           bytes.set([1, 2, 3, 4], 1000);
-          await req(db.transaction('modelPieces', 'readwrite').objectStore('modelPieces').put(new Blob([bytes]), key));
+          await cache.put(request, new Response(bytes));
         }
-        db.close();
-        return 'IndexedDB';`);
+        return 'Cache API';`);
       t.diagnostic(`${engine} keeps models in: ${store}`);
       await page.open(app);
       const refused = await page.waitFor(`const t = document.getElementById('model-status').textContent; return /integrity|Loaded/.test(t) && t;`, 'the integrity check', 300000);

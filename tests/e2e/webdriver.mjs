@@ -181,7 +181,8 @@ export async function browser({ width = 768, height = 1024, engine = 'chromium' 
       throw new Error(`WebDriver ${method} ${path}: ${e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : e.message}`);
     }
     const json = await r.json();
-    if (json.value && json.value.error) throw new Error(`${json.value.error}: ${json.value.message}`);
+    // A W3C error answers with an HTTP error status; a script may return an object with an `error` key.
+    if (!r.ok && json.value && json.value.error) throw new Error(`${json.value.error}: ${json.value.message}`);
     return json.value;
   };
   let session;
