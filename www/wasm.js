@@ -24,6 +24,20 @@ export function hasRelaxedSimd() {
 }
 
 /**
+ * The most a pool's threads may take to start before the page goes on with one thread: offline,
+ * WebKit's helper threads (workers started by a worker) bypass the service worker, cannot load
+ * the build's module, and would be waited for forever.
+ */
+const POOL_START_MS = 20_000;
+
+/** `promise`, or a rejection once `ms` have passed. */
+function withTimeout(promise, ms) {
+  let timer;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/**
  * Imports and starts the best build for this context. `threads`: how many to use (default:
  * every core); `webgpu`: the build with WebGPU (pkg/). Resolves to `{ wasm, memory, build, cpu }`:
  * the module's exports, its `WebAssembly.Memory`, `'threads'` or `'single'`, and `{ threads,
@@ -37,16 +51,21 @@ export async function loadWasm(threads = navigator.hardwareConcurrency || 1, { w
   const relaxedSimd = hasRelaxedSimd();
   if (webgpu) {
     reason = 'one thread (WebGPU runs in the single-threaded build)';
+  } else if (self.crossOriginIsolated && typeof SharedArrayBuffer !== 'function') {
+    // WebKitGTK by default: isolated, but its shared memory cannot reach another thread.
+    reason = 'one thread (this browser does not share memory between threads)';
   } else if (self.crossOriginIsolated) {
+    const glue = new URL(relaxedSimd ? '../pkg-threads/fieldclip.js' : '../pkg-threads-simd128/fieldclip.js', import.meta.url).href;
     try {
-      const wasm = relaxedSimd ? await import('../pkg-threads/fieldclip.js') : await import('../pkg-threads-simd128/fieldclip.js');
+      const wasm = await import(glue);
       const exports = await wasm.default();
-      await wasm.initThreadPool(threads);
+      await withTimeout(wasm.initThreadPool(threads), POOL_START_MS);
       const count = threads === 1 ? 'one thread' : `${threads} threads`;
       const simd = relaxedSimd ? 'relaxed SIMD' : 'SIMD128 (this browser has no relaxed SIMD)';
       return { wasm, memory: exports.memory, build: 'threads', cpu: { threads, relaxedSimd, reason: `${count}, ${simd}` } };
     } catch (e) {
-      reason = `one thread (the threaded build did not start: ${e.message || e})`;
+      console.warn('The threaded build did not start:', e);
+      reason = 'one thread (the threaded build did not start in this browser; offline, WebKit\'s threads cannot load it)';
     }
   } else {
     reason = 'one thread (the page is not cross-origin isolated)';

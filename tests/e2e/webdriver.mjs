@@ -137,6 +137,10 @@ function driverFor(engine, port, profile, width, height) {
   if (engine === 'webkit') {
     return {
       command: ['xvfb-run', '-a', '-s', `-screen 0 ${width + 200}x${height + 200}x24`, 'WebKitWebDriver', `--port=${port}`],
+      // Safari gives a cross-origin isolated page SharedArrayBuffer; WebKitGTK leaves it behind
+      // this JavaScriptCore option (its pages are isolated, but shared memory cannot be posted
+      // to a worker), so the tests turn it on to run what Safari runs.
+      env: { JSC_useSharedArrayBuffer: '1' },
       capabilities: {
         browserName: 'MiniBrowser',
         'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
@@ -155,9 +159,9 @@ export async function browser({ width = 768, height = 1024, engine = 'chromium' 
   // Our own profile folder: a driver's own (/tmp/org.chromium.Chromium.scoped_dir.*,
   // /tmp/rust_mozprofile*) is left behind whenever the driver is killed rather than asked to quit.
   const profile = tempDir('profile');
-  const { command, capabilities } = driverFor(engine, port, profile, width, height);
+  const { command, capabilities, env = {} } = driverFor(engine, port, profile, width, height);
   // TMPDIR: xvfb-run's display authority file goes into the profile folder, removed with it.
-  const driver = spawn(command[0], command.slice(1), { stdio: 'ignore', detached: true, env: { ...process.env, TMPDIR: profile } });
+  const driver = spawn(command[0], command.slice(1), { stdio: 'ignore', detached: true, env: { ...process.env, ...env, TMPDIR: profile } });
   running.add(driver);
   const base = `http://127.0.0.1:${port}`;
   let up = false;
