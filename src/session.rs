@@ -535,9 +535,11 @@ impl Session {
         if self.labels.is_empty() {
             return Err(Error::NoLabels);
         }
-        for value in [settings.alpha, settings.beta].into_iter().chain(settings.probe_blend) {
-            if !value.is_finite() {
-                return Err(Error::NotFinite { what: "adapter setting", value: value.to_string() });
+        // Named as the page and the CLI (`--alpha`, `--beta`, `--blend`) name them.
+        let named = [("adapter's alpha (α)", Some(settings.alpha)), ("adapter's beta (β)", Some(settings.beta)), ("probe's blend", settings.probe_blend)];
+        for (what, value) in named {
+            if let Some(value) = value.filter(|v| !v.is_finite()) {
+                return Err(Error::NotFinite { what, value: value.to_string() });
             }
         }
         let (labels, templates, dim) = (self.labels.clone(), self.template_texts(), self.dim());

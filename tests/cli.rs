@@ -394,6 +394,12 @@ fn adapt_learns_two_classes_from_examples_and_classify_uses_the_adapter() {
     assert_eq!((adapter["alpha"].as_f64(), adapter["beta"].as_f64()), (Some(1.0), Some(5.5)));
     assert_eq!(adapter["key_labels"], serde_json::json!([0, 0, 0, 1, 1, 1, 1]));
     assert!(adapter["probe"].is_null());
+    // A setting that is not a number is refused by its name.
+    for (option, name) in [("--beta", "beta (β)"), ("--alpha", "alpha (α)")] {
+        let (code, _, stderr) = adapt(&labels_file, &[option, "nan"]);
+        assert_ne!(code, 0);
+        assert!(stderr.contains(&format!("The adapter's {name} must be a finite number, not NaN.")), "{stderr}");
+    }
 
     // camera_gray.png: zero-shot wrong, the adapter (labels and template from the file) right,
     // with the probability of the reference Tip-Adapter logits.

@@ -234,6 +234,10 @@ fn damaged_packs_say_what_is_wrong() {
     newer[at + marker.len() - 2] = b'9';
     let e = load(&newer);
     assert_eq!(e.to_string(), "This model pack is damaged or from another version: it is pack format 9, this fieldclip reads format 1. Make it again with `fieldclip pack`.");
+    // The same with a config file given beside it: the version is what decides, not where the
+    // config comes from.
+    let e = ClipModel::from_bytes(&newer, Some(&read("tiny/config.json")), &Device::flex()).err().expect("an error");
+    assert!(matches!(e, Error::Weights(WeightsError::BadPack(_))), "{e}");
 
     // An int8 tensor whose scales are gone (renamed in the header).
     let scale = b".q8_scale\"";

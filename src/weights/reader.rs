@@ -174,9 +174,12 @@ impl WeightsReader {
                 found: self.received,
             });
         }
+        // A pack's format version is checked whether or not a config file comes with it: a
+        // pack of another version is laid out differently, whatever config sits beside it.
+        let packed = pack_config(&header.metadata)?;
         let config_json = match config_json {
             Some(given) => Some(given.to_vec()),
-            None => pack_config(&header.metadata)?,
+            None => packed,
         };
         super::loaded(self.tensors, config_json, self.sampled)
     }
