@@ -35,7 +35,10 @@ export async function registerServiceWorker({ onOfflineReady, onUpdate, onVersio
     // `none`: sw.js and the file list it imports are always checked against the server.
     registration = await sw.register('sw.js', { updateViaCache: 'none' });
   } catch (e) {
-    return `The app could not be saved for offline use (${e.message}).`;
+    // Private browsing and some embedded browsers refuse service workers; the engine's words
+    // mean nothing to the user (the console keeps them).
+    console.warn('The service worker was not registered:', e);
+    return 'The app could not be saved for offline use: this browser does not let the page work offline here (private browsing?). It works while online.';
   }
   const announce = (worker) => onUpdate(() => {
     switching = true;
@@ -77,6 +80,7 @@ async function storageProblem(installError) {
   if (installError && installError.installFailed === 'QuotaExceededError') {
     return `${base} (${left}the device's storage is full). It still works while online.`;
   }
-  const why = installError ? ` (${installError.installFailed}: ${installError.detail})` : '';
-  return `${base}${why}. It still works while online; reload to try again.`;
+  // The engine's own words mean nothing to the user; the console keeps them.
+  if (installError) console.warn('The app shell was not stored:', installError.installFailed, installError.detail);
+  return `${base}. It still works while online; reload to try again.`;
 }

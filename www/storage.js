@@ -262,7 +262,8 @@ class DeviceStore {
       weights = await this.modelFiles.read(meta.file);
     } catch (e) {
       await this.deleteModel(id);
-      throw new IntegrityError(meta.name, `its file could not be read (${e.message})`);
+      console.warn('The stored model could not be read:', e);
+      throw new IntegrityError(meta.name, 'its file could not be read');
     }
     if (weights.size !== meta.size) {
       await this.deleteModel(id);
